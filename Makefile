@@ -61,10 +61,10 @@ $(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libharrier.a
 	@echo "  CC      $<"
 	@$(CC) $(CFLAGS_ALL) -MMD -MP -o $@ $< $(BUILD)/libharrier.a $(LDLIBS_ALL)
 
-$(BUILD)/helpers/%: tests/helpers/%.c
+$(BUILD)/helpers/%: tests/helpers/%.c $(BUILD)/libharrier.a
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
-	@$(CC) $(CFLAGS_ALL) -o $@ $< $(LDLIBS_ALL)
+	@$(CC) $(CFLAGS_ALL) -o $@ $< $(BUILD)/libharrier.a $(LDLIBS_ALL)
 
 -include $(UNIT_BINS:=.d) $(CONF_BINS:=.d) $(BENCH_BINS:=.d)
 
