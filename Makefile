@@ -3,7 +3,7 @@
 
 CC ?= cc
 BUILD ?= build
-PKGS := libuv libcurl openssl yaml-0.1 jansson libarchive libmicrohttpd
+PKGS := libuv libcurl openssl yaml-0.1 jansson libarchive libmicrohttpd libgit2
 LAYERS := lib workflow sandbox protocol actions runner
 PYTHON := /usr/bin/python3
 
