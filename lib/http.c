@@ -126,9 +126,9 @@ static const char *env_either(const char *lower, const char *upper)
 
 struct http_proxy *http_proxy_from_env(void)
 {
-    struct http_proxy *proxy =
-        http_proxy_new(env_either("http_proxy", "HTTP_PROXY"),
-                       env_either("https_proxy", "HTTPS_PROXY"), env_either("no_proxy", "NO_PROXY"));
+    struct http_proxy *proxy = http_proxy_new(env_either("http_proxy", "HTTP_PROXY"),
+                                              env_either("https_proxy", "HTTPS_PROXY"),
+                                              env_either("no_proxy", "NO_PROXY"));
     const char *loopback = getenv("HARRIER_TEST_PROXY_LOOPBACK");
     proxy->proxy_loopback = loopback && strcmp(loopback, "1") == 0;
     return proxy;
@@ -165,8 +165,7 @@ static bool host_is_loopback(const char *host)
     return false;
 }
 
-static bool no_proxy_matches(const struct no_proxy_entry *entry, const char *host,
-                             const char *port)
+static bool no_proxy_matches(const struct no_proxy_entry *entry, const char *host, const char *port)
 {
     if (strcmp(entry->host, "*") == 0)
         return true;
@@ -251,8 +250,8 @@ struct http_request {
     int max_tries;
     bool replayable;
     bool in_multi, done, canceled, paused;
-    bool status_seen; /* this try's status was looked at (first body byte) */
-    bool discarding;  /* this try's body is thrown away: a retry follows */
+    bool status_seen;   /* this try's status was looked at (first body byte) */
+    bool discarding;    /* this try's body is thrown away: a retry follows */
     uint64_t delivered; /* body bytes given to on_data over all tries */
     int abort_code;     /* from on_data or body_read */
     struct error last_error;
@@ -705,8 +704,7 @@ static void request_finish(struct http_request *req, const struct error *err)
     }
     request_unlink(req);
     char *effective = NULL;
-    if (curl_easy_getinfo(req->easy, CURLINFO_EFFECTIVE_URL, &effective) == CURLE_OK &&
-        effective)
+    if (curl_easy_getinfo(req->easy, CURLINFO_EFFECTIVE_URL, &effective) == CURLE_OK && effective)
         req->resp.final_url = url_redact(effective);
     req->resp.via_proxy = req->proxy_url != NULL;
     if (req->options.on_done)
@@ -781,8 +779,8 @@ static unsigned retry_after_ms(const struct http_response *resp)
 
 static void request_retry_later(struct http_request *req)
 {
-    unsigned base = req->options.retry_delay_ms ? req->options.retry_delay_ms
-                                                : DEFAULT_RETRY_DELAY_MS;
+    unsigned base =
+        req->options.retry_delay_ms ? req->options.retry_delay_ms : DEFAULT_RETRY_DELAY_MS;
     unsigned max = req->options.retry_max_delay_ms ? req->options.retry_max_delay_ms
                                                    : DEFAULT_RETRY_MAX_DELAY_MS;
     uint64_t delay = base;
@@ -863,8 +861,7 @@ static void curl_error_describe(struct http_request *req, CURLcode code, char *o
     case CURLE_PARTIAL_FILE:
     case CURLE_RECV_ERROR:
     case CURLE_GOT_NOTHING:
-        snprintf(out, size, "the connection closed before the whole response arrived (%s)",
-                 detail);
+        snprintf(out, size, "the connection closed before the whole response arrived (%s)", detail);
         break;
     case CURLE_PEER_FAILED_VERIFICATION:
     case CURLE_SSL_CACERT_BADFILE:
@@ -979,9 +976,9 @@ static void request_set_options(struct http_request *req)
     curl_easy_setopt(easy, CURLOPT_HEADERDATA, req);
     curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_curl_write);
     curl_easy_setopt(easy, CURLOPT_WRITEDATA, req);
-    curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
-                     (long)(o->connect_timeout_ms ? o->connect_timeout_ms
-                                                  : DEFAULT_CONNECT_TIMEOUT_MS));
+    curl_easy_setopt(
+        easy, CURLOPT_CONNECTTIMEOUT_MS,
+        (long)(o->connect_timeout_ms ? o->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS));
     if (o->timeout_ms)
         curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)o->timeout_ms);
     /* Proxies are decided here, as the official runner decides them; curl's own reading of

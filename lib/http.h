@@ -27,11 +27,11 @@ struct http_response {
     long status;                 /* 0 when no response arrived */
     struct http_header *headers; /* of the final response, in order */
     size_t header_count;
-    struct buf body;  /* the body when the request has no on_data callback */
-    int tries;        /* how many times the request was sent (1 = no retry) */
-    char *url;        /* the URL asked for (redacted: no user info, no query) */
-    char *final_url;  /* after redirects (redacted likewise) */
-    bool via_proxy;   /* true when the request went through a proxy */
+    struct buf body; /* the body when the request has no on_data callback */
+    int tries;       /* how many times the request was sent (1 = no retry) */
+    char *url;       /* the URL asked for (redacted: no user info, no query) */
+    char *final_url; /* after redirects (redacted likewise) */
+    bool via_proxy;  /* true when the request went through a proxy */
 };
 
 /* on_data: a piece of the body, as it arrives. resp->status and headers are already known.

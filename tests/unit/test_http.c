@@ -165,6 +165,7 @@ static size_t proxy_log_count(const char *needle)
     return n;
 }
 
+// cppcheck-suppress unknownMacro
 TestSuite(http, .fini = stop_children, .timeout = 120);
 
 /* ---- running requests on a loop ------------------------------------------------------ */
@@ -302,12 +303,10 @@ Test(http, sends_method_headers_and_memory_body)
     cleanup_free char *u = url(port, "/echo");
     const char *headers[] = {"Authorization: Bearer abc", "X-Custom: 1", NULL};
     struct result r = {0};
-    fetch(&(struct http_request_options){.method = "PATCH",
-                                         .url = u,
-                                         .headers = headers,
-                                         .body = "{\"a\":1}",
-                                         .body_len = 7},
-          &r);
+    fetch(
+        &(struct http_request_options){
+            .method = "PATCH", .url = u, .headers = headers, .body = "{\"a\":1}", .body_len = 7},
+        &r);
     cr_assert_not(r.failed, "%s", r.err.message);
     json_t *j = body_json(&r);
     cr_assert_str_eq(json_get_string(j, "method"), "PATCH");
@@ -326,8 +325,7 @@ Test(http, streams_a_slow_body_in_pieces)
     struct result r = {0};
     fetch(&(struct http_request_options){.url = u, .on_data = on_data, .data_user = &r}, &r);
     cr_assert_not(r.failed, "%s", r.err.message);
-    cr_assert_str_eq(buf_cstr(&r.streamed),
-                     "chunk 0\nchunk 1\nchunk 2\nchunk 3\nchunk 4\n");
+    cr_assert_str_eq(buf_cstr(&r.streamed), "chunk 0\nchunk 1\nchunk 2\nchunk 3\nchunk 4\n");
     cr_assert_eq(r.resp.body.len, 0, "a streamed body is not also collected");
     cr_assert_geq(r.data_calls, 3, "the body came in %d pieces", r.data_calls);
     cr_assert_lt(r.bytes_at_first_call, r.streamed.len);
@@ -365,8 +363,8 @@ Test(http, dropped_connection_is_a_clear_error)
     cr_assert(r.failed);
     cr_assert_eq(r.err.code, -ECONNRESET, "code %d: %s", r.err.code, r.err.message);
     cr_assert_str_eq(r.err.where, u);
-    cr_assert_not_null(strstr(r.err.message, "GET failed: the connection closed before"),
-                       "%s", r.err.message);
+    cr_assert_not_null(strstr(r.err.message, "GET failed: the connection closed before"), "%s",
+                       r.err.message);
     char formatted[2048];
     error_format(&r.err, formatted, sizeof formatted);
     cr_assert_not_null(strstr(formatted, "/drop"), "the error names the URL: %s", formatted);
@@ -386,12 +384,10 @@ Test(http, dropped_connection_is_retried_while_nothing_was_delivered)
 
     /* once bytes went to on_data, a new try would repeat them: no retry */
     struct result s = {0};
-    fetch(&(struct http_request_options){.url = u,
-                                         .retries = 2,
-                                         .retry_delay_ms = 50,
-                                         .on_data = on_data,
-                                         .data_user = &s},
-          &s);
+    fetch(
+        &(struct http_request_options){
+            .url = u, .retries = 2, .retry_delay_ms = 50, .on_data = on_data, .data_user = &s},
+        &s);
     cr_assert(s.failed);
     cr_assert_eq(s.resp.tries, 1);
     cr_assert_eq(s.streamed.len, 1000);
@@ -405,8 +401,8 @@ static json_t *server_hits(int port, const char *key)
     cleanup_free char *u = xasprintf("http://127.0.0.1:%d/hits?key=%s", port, key);
     struct http_response resp;
     struct error err = {0};
-    cr_assert_eq(http_request_sync(&(struct http_request_options){.url = u}, &resp, &err), 0,
-                 "%s", err.message);
+    cr_assert_eq(http_request_sync(&(struct http_request_options){.url = u}, &resp, &err), 0, "%s",
+                 err.message);
     json_t *j = json_load_text(resp.body.data, resp.body.len, "hits", &err);
     cr_assert_not_null(j);
     http_response_free(&resp);
@@ -426,7 +422,8 @@ Test(http, retries_500_then_200_after_a_backoff)
     json_t *hits = server_hits(port, "a");
     cr_assert_eq(json_integer_value(json_get(hits, "count")), 2);
     json_t *times = json_get(hits, "times");
-    double gap = json_real_value(json_array_get(times, 1)) - json_real_value(json_array_get(times, 0));
+    double gap =
+        json_real_value(json_array_get(times, 1)) - json_real_value(json_array_get(times, 0));
     cr_assert_geq(gap, 0.39, "the server saw the second try %.3f s after the first", gap);
     json_decref(hits);
     result_free(&r);
@@ -736,13 +733,11 @@ Test(http, paused_body_resumes)
     env_init(&e);
     struct paused_source p = {0};
     struct result r = {0};
-    p.req = start(&e,
-                  &(struct http_request_options){.method = "POST",
-                                                 .url = u,
-                                                 .body_read = paused_read,
-                                                 .body_size = 9,
-                                                 .body_user = &p},
-                  &r);
+    p.req = start(
+        &e,
+        &(struct http_request_options){
+            .method = "POST", .url = u, .body_read = paused_read, .body_size = 9, .body_user = &p},
+        &r);
     uv_timer_t timer;
     uv_timer_init(&e.loop, &timer);
     timer.data = &p;
@@ -785,8 +780,7 @@ Test(http, response_check_names_status_and_url)
     cr_assert_eq(http_request_sync(&(struct http_request_options){.url = u}, &resp, &err), 0);
     cr_assert_eq(resp.status, 404);
     cr_assert_eq(http_response_check(&resp, "GET", &err), -ENOENT);
-    cr_assert_not_null(strstr(err.message, "GET returned HTTP 404: status 404"), "%s",
-                       err.message);
+    cr_assert_not_null(strstr(err.message, "GET returned HTTP 404: status 404"), "%s", err.message);
     cr_assert(str_ends_with(err.where, "/status"), "%s", err.where);
     http_response_free(&resp);
 }
@@ -863,9 +857,9 @@ static void expect_proxy(const struct http_proxy *p, const char *u, const char *
 
 Test(http, proxy_rules_follow_the_official_runner)
 {
-    struct http_proxy *p = http_proxy_new(
-        " http://proxy:3128 ", "secure-proxy:8443",
-        "example.com, .internal.net,git.corp:8080,10.1.2.3,  ,localhost:9");
+    struct http_proxy *p =
+        http_proxy_new(" http://proxy:3128 ", "secure-proxy:8443",
+                       "example.com, .internal.net,git.corp:8080,10.1.2.3,  ,localhost:9");
     expect_proxy(p, "http://github.com/", "http://proxy:3128");
     expect_proxy(p, "https://github.com/", "http://secure-proxy:8443");
     /* host entries match the host and its subdomains, ignoring case */
