@@ -18,6 +18,7 @@ Routes (any method; a request body is always read in full, chunked or not):
   /status?code=C              answers C with body "status C"
   /retry-after?key=K          429 with "Retry-After: 1" the first time, then 200
   /redirect                   302 to /hello
+  /close                      200 "bye\n" with "Connection: close", then closes
 """
 import argparse
 import hashlib
@@ -162,6 +163,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         elif route == "/status":
             code = int(query.get("code", 200))
             self.send(code, f"status {code}\n")
+        elif route == "/close":
+            self.close_connection = True
+            self.send(200, "bye\n", extra=[("Connection", "close")])
         elif route == "/redirect":
             self.send(302, "", extra=[("Location", "/hello")])
         else:
