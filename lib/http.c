@@ -706,7 +706,6 @@ static void request_finish(struct http_request *req, const struct error *err)
     char *effective = NULL;
     if (curl_easy_getinfo(req->easy, CURLINFO_EFFECTIVE_URL, &effective) == CURLE_OK && effective)
         req->resp.final_url = url_redact(effective);
-    req->resp.via_proxy = req->proxy_url != NULL;
     if (req->options.on_done)
         req->options.on_done(&req->resp, err, req->options.user);
     request_release(req);
@@ -1043,6 +1042,7 @@ struct http_request *http_request_start(struct http_client *client,
     if (options->body && !options->body_len)
         req->options.body = req->body = xstrdup(""); /* an empty body is still a body */
     req->proxy_url = http_proxy_for_url(client->proxy, req->url);
+    req->resp.via_proxy = req->proxy_url != NULL;
     req->max_tries = 1 + (options->retries > 0 ? options->retries : 0);
     bool body_replayable = !options->body_read || options->body_rewind;
     req->replayable = body_replayable && (options->idempotent || method_is_idempotent(req->method));
