@@ -570,10 +570,21 @@ static void header_add(struct http_response *resp, const char *line, size_t len)
     resp->header_count++;
 }
 
+static void on_idle_timer(uv_timer_t *timer);
+
+/* Bytes moved: the idle timeout starts again. Not after a cancel, whose timer it would
+ * replace. */
+static void request_touch(struct http_request *req)
+{
+    if (req->options.idle_timeout_ms && req->in_multi && !req->canceled)
+        uv_timer_start(&req->timer, on_idle_timer, req->options.idle_timeout_ms, 0);
+}
+
 static size_t on_curl_header(char *data, size_t size, size_t count, void *userp)
 {
     struct http_request *req = userp;
     size_t len = size * count;
+    request_touch(req);
     if (len >= 5 && memcmp(data, "HTTP/", 5) == 0) {
         /* a new response (after a redirect, a 100 Continue or a 401): start afresh */
         headers_clear(&req->resp);
@@ -592,6 +603,7 @@ static size_t on_curl_write(char *data, size_t size, size_t count, void *userp)
     size_t len = size * count;
     if (req->canceled)
         return 0;
+    request_touch(req);
     if (!req->status_seen) {
         req->status_seen = true;
         long status = 0;
@@ -621,6 +633,7 @@ static size_t on_curl_read(char *out, size_t size, size_t count, void *userp)
     size_t cap = size * count;
     if (req->canceled)
         return CURL_READFUNC_ABORT;
+    request_touch(req);
     if (!req->options.body_read) {
         size_t left = req->options.body_len - req->body_offset;
         size_t n = left < cap ? left : cap;
@@ -748,6 +761,7 @@ static int request_add(struct http_request *req)
     if (curl_multi_add_handle(req->client->multi, req->easy) != CURLM_OK)
         return -EIO;
     req->in_multi = true;
+    request_touch(req);
     return 0;
 }
 
@@ -796,6 +810,22 @@ static void request_retry_later(struct http_request *req)
     req->resp.status = 0;
     req->timer.data = req;
     uv_timer_start(&req->timer, on_retry_timer, delay, 0);
+}
+
+static void on_idle_timer(uv_timer_t *timer)
+{
+    struct http_request *req = timer->data;
+    if (req->in_multi) {
+        curl_multi_remove_handle(req->client->multi, req->easy);
+        req->in_multi = false;
+    }
+    if (request_can_retry(req)) {
+        error_set(&req->last_error, -ETIMEDOUT, "no data for %u ms", req->options.idle_timeout_ms);
+        request_retry_later(req);
+        return;
+    }
+    request_fail(req, -ETIMEDOUT, "timed out: no data moved for %u ms",
+                 req->options.idle_timeout_ms);
 }
 
 static int curl_code_errno(CURLcode code)

@@ -73,6 +73,8 @@ struct http_request_options {
 
     unsigned connect_timeout_ms; /* 0: 30 s */
     unsigned timeout_ms;         /* whole try, connection to last byte; 0: none */
+    unsigned idle_timeout_ms;    /* a try that sends and gets no byte for this long fails
+                                  * (and may be retried); for long transfers; 0: none */
 
     /* Retries, for connection errors, 5xx (not 501) and 429, with exponential backoff: the
      * wait before try n+1 is retry_delay_ms * 2^(n-1), plus up to half again at random,

@@ -520,6 +520,46 @@ Test(http, total_timeout)
     result_free(&r);
 }
 
+Test(http, idle_timeout_ends_a_stalled_body)
+{
+    int port = server_start(false);
+    cleanup_free char *u = url(port, "/slow?chunks=2&delay=30");
+    struct result r = {0};
+    fetch(&(struct http_request_options){.url = u,
+                                         .idle_timeout_ms = 700,
+                                         .retries = 1,
+                                         .retry_delay_ms = 50,
+                                         .on_data = on_data,
+                                         .data_user = &r},
+          &r);
+    cr_assert(r.failed);
+    cr_assert_eq(r.err.code, -ETIMEDOUT, "%s", r.err.message);
+    cr_assert_not_null(strstr(r.err.message, "no data moved for 700 ms"), "%s", r.err.message);
+    cr_assert_eq(r.resp.tries, 1, "the first line went to on_data: no retry");
+    cr_assert_str_eq(buf_cstr(&r.streamed), "chunk 0\n");
+    cr_assert_lt(elapsed_ms(&r), 20000);
+    result_free(&r);
+
+    /* collected, so the stalled try is retried, and stalls again */
+    struct result s = {0};
+    fetch(
+        &(struct http_request_options){
+            .url = u, .idle_timeout_ms = 700, .retries = 1, .retry_delay_ms = 50},
+        &s);
+    cr_assert_eq(s.err.code, -ETIMEDOUT, "%s", s.err.message);
+    cr_assert_eq(s.resp.tries, 2);
+    result_free(&s);
+
+    /* a body that keeps moving is not idle, even though it takes longer than the timeout */
+    cleanup_free char *moving = url(port, "/slow?chunks=5&delay=0.4");
+    struct result m = {0};
+    fetch(&(struct http_request_options){.url = moving, .idle_timeout_ms = 1200}, &m);
+    cr_assert_not(m.failed, "%s", m.err.message);
+    cr_assert_eq(m.resp.body.len, 40);
+    result_free(&m);
+    result_free(&r);
+}
+
 static void cancel_later(uv_timer_t *timer)
 {
     http_request_cancel(timer->data);
