@@ -35,7 +35,11 @@ enum {
 static uint32_t utf8_decode(const unsigned char *s, size_t n, size_t *size)
 {
     uint32_t c = s[0];
-    size_t need = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 1;
+    size_t need = c < 0x80             ? 1
+                  : (c & 0xE0) == 0xC0 ? 2
+                  : (c & 0xF0) == 0xE0 ? 3
+                  : (c & 0xF8) == 0xF0 ? 4
+                                       : 1;
     if (need == 1 || need > n) {
         *size = 1;
         return c;
@@ -91,8 +95,19 @@ static size_t utf16_length(const char *s, size_t n)
 static bool is_white_space(uint32_t c)
 {
     switch (c) {
-    case ' ': case '\t': case '\n': case '\v': case '\f': case '\r':
-    case 0x85: case 0xA0: case 0x1680: case 0x2028: case 0x2029: case 0x202F: case 0x205F:
+    case ' ':
+    case '\t':
+    case '\n':
+    case '\v':
+    case '\f':
+    case '\r':
+    case 0x85:
+    case 0xA0:
+    case 0x1680:
+    case 0x2028:
+    case 0x2029:
+    case 0x202F:
+    case 0x205F:
     case 0x3000:
         return true;
     default:
@@ -186,7 +201,8 @@ static int text_compare_nocase(const char *a, size_t an, const char *b, size_t b
 /* IndexOf / StartsWith / EndsWith with OrdinalIgnoreCase. */
 enum text_match { MATCH_CONTAINS, MATCH_PREFIX, MATCH_SUFFIX };
 
-static bool text_match_nocase(const char *s, size_t sn, const char *t, size_t tn, enum text_match how)
+static bool text_match_nocase(const char *s, size_t sn, const char *t, size_t tn,
+                              enum text_match how)
 {
     if (tn == 0)
         return true;
@@ -408,12 +424,23 @@ static bool lexer_is_boundary(const struct lexer *lx, size_t at)
 {
     char c = lx->text[at];
     switch (c) {
-    case '(': case '[': case ')': case ']': case ',': case '.': case '!': case '>': case '<':
-    case '=': case '&': case '|':
+    case '(':
+    case '[':
+    case ')':
+    case ']':
+    case ',':
+    case '.':
+    case '!':
+    case '>':
+    case '<':
+    case '=':
+    case '&':
+    case '|':
         return true;
     default: {
         size_t size;
-        return is_white_space(utf8_decode((const unsigned char *)lx->text + at, lx->len - at, &size));
+        return is_white_space(
+            utf8_decode((const unsigned char *)lx->text + at, lx->len - at, &size));
     }
     }
 }
@@ -455,8 +482,8 @@ static bool identifier_is_legal(const char *s, size_t n)
         return false;
     for (size_t i = 1; i < n; i++) {
         c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-              c == '-'))
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-'))
             return false;
     }
     return true;
@@ -464,11 +491,13 @@ static bool identifier_is_legal(const char *s, size_t n)
 
 static int lexer_number(struct lexer *lx, size_t start, struct error *err)
 {
-    while (lx->offset < lx->len && (!lexer_is_boundary(lx, lx->offset) || lx->text[lx->offset] == '.'))
+    while (lx->offset < lx->len &&
+           (!lexer_is_boundary(lx, lx->offset) || lx->text[lx->offset] == '.'))
         lx->offset++;
     double d = expr_number_parse(lx->text + start, lx->offset - start);
     if (isnan(d))
-        return syntax_error(err, lx->text, "Unexpected symbol", lx->text + start, lx->offset - start, start);
+        return syntax_error(err, lx->text, "Unexpected symbol", lx->text + start,
+                            lx->offset - start, start);
     lexer_add(lx, TOKEN_NUMBER, start)->number = d;
     return 0;
 }
@@ -516,7 +545,8 @@ static int lexer_string(struct lexer *lx, size_t start, struct error *err)
     }
     if (!closed) {
         buf_free(&value);
-        return syntax_error(err, lx->text, "Unexpected symbol", lx->text + start, lx->len - start, start);
+        return syntax_error(err, lx->text, "Unexpected symbol", lx->text + start, lx->len - start,
+                            start);
     }
     struct token *t = lexer_add(lx, TOKEN_STRING, start);
     t->string = arena_alloc(lx->arena, value.len + 1);
@@ -533,7 +563,8 @@ static int lexer_bad_operator(struct lexer *lx, size_t start, struct error *err)
 {
     while (lx->offset < lx->len && !lexer_is_boundary(lx, lx->offset))
         lx->offset++;
-    return syntax_error(err, lx->text, "Unexpected symbol", lx->text + start, lx->offset - start, start);
+    return syntax_error(err, lx->text, "Unexpected symbol", lx->text + start, lx->offset - start,
+                        start);
 }
 
 static bool lexer_match(struct lexer *lx, char c)
@@ -550,15 +581,33 @@ static int lexer_one(struct lexer *lx, struct error *err)
     size_t start = lx->offset;
     char c = lx->text[lx->offset++];
     switch (c) {
-    case '(': lexer_add(lx, TOKEN_LEFT_PAREN, start); return 0;
-    case ')': lexer_add(lx, TOKEN_RIGHT_PAREN, start); return 0;
-    case '[': lexer_add(lx, TOKEN_LEFT_BRACKET, start); return 0;
-    case ']': lexer_add(lx, TOKEN_RIGHT_BRACKET, start); return 0;
-    case ',': lexer_add(lx, TOKEN_COMMA, start); return 0;
-    case '*': lexer_add(lx, TOKEN_STAR, start); return 0;
-    case '!': lexer_add(lx, lexer_match(lx, '=') ? TOKEN_NOT_EQUAL : TOKEN_BANG, start); return 0;
-    case '<': lexer_add(lx, lexer_match(lx, '=') ? TOKEN_LESS_EQUAL : TOKEN_LESS, start); return 0;
-    case '>': lexer_add(lx, lexer_match(lx, '=') ? TOKEN_GREATER_EQUAL : TOKEN_GREATER, start); return 0;
+    case '(':
+        lexer_add(lx, TOKEN_LEFT_PAREN, start);
+        return 0;
+    case ')':
+        lexer_add(lx, TOKEN_RIGHT_PAREN, start);
+        return 0;
+    case '[':
+        lexer_add(lx, TOKEN_LEFT_BRACKET, start);
+        return 0;
+    case ']':
+        lexer_add(lx, TOKEN_RIGHT_BRACKET, start);
+        return 0;
+    case ',':
+        lexer_add(lx, TOKEN_COMMA, start);
+        return 0;
+    case '*':
+        lexer_add(lx, TOKEN_STAR, start);
+        return 0;
+    case '!':
+        lexer_add(lx, lexer_match(lx, '=') ? TOKEN_NOT_EQUAL : TOKEN_BANG, start);
+        return 0;
+    case '<':
+        lexer_add(lx, lexer_match(lx, '=') ? TOKEN_LESS_EQUAL : TOKEN_LESS, start);
+        return 0;
+    case '>':
+        lexer_add(lx, lexer_match(lx, '=') ? TOKEN_GREATER_EQUAL : TOKEN_GREATER, start);
+        return 0;
     case '=':
         if (!lexer_match(lx, '='))
             return lexer_bad_operator(lx, start, err);
@@ -579,8 +628,8 @@ static int lexer_one(struct lexer *lx, struct error *err)
     case '.': {
         /* As the C# lexer: a number where an operand may start, else a dereference. */
         enum token_type prev = lexer_previous(lx);
-        if (lx->count == 0 || prev == TOKEN_COMMA || prev == TOKEN_LEFT_PAREN || prev == TOKEN_LEFT_BRACKET ||
-            (prev >= TOKEN_BANG && prev <= TOKEN_OR))
+        if (lx->count == 0 || prev == TOKEN_COMMA || prev == TOKEN_LEFT_PAREN ||
+            prev == TOKEN_LEFT_BRACKET || (prev >= TOKEN_BANG && prev <= TOKEN_OR))
             return lexer_number(lx, start, err);
         lexer_add(lx, TOKEN_DOT, start);
         return 0;
@@ -646,8 +695,8 @@ struct node {
     double number;
     const char *string; /* literal string, named-value or function name (NUL-terminated) */
     size_t string_len;
-    const struct builtin *builtin;     /* NODE_FUNCTION: a built-in, or */
-    const struct expr_function *host;  /* a host function */
+    const struct builtin *builtin;    /* NODE_FUNCTION: a built-in, or */
+    const struct expr_function *host; /* a host function */
     struct node **args;
     size_t nargs;
 };
@@ -762,7 +811,8 @@ static void node_set_args(struct parser *p, struct node *n, struct node_list *l)
     l->count = l->cap = 0;
 }
 
-static struct node *node_binary(struct parser *p, enum node_kind kind, struct node *left, struct node *right)
+static struct node *node_binary(struct parser *p, enum node_kind kind, struct node *left,
+                                struct node *right)
 {
     struct node *n = node_new(p, kind);
     n->args = arena_alloc(p->arena, 2 * sizeof *n->args);
@@ -789,10 +839,18 @@ static struct node *parse_literal(struct parser *p, const struct token *t)
 {
     struct node *n = node_new(p, NODE_LITERAL);
     switch (t->type) {
-    case TOKEN_TRUE: n->literal_kind = EXPR_BOOLEAN, n->boolean = true; break;
-    case TOKEN_FALSE: n->literal_kind = EXPR_BOOLEAN; break;
-    case TOKEN_NULL: n->literal_kind = EXPR_NULL; break;
-    case TOKEN_NUMBER: n->literal_kind = EXPR_NUMBER, n->number = t->number; break;
+    case TOKEN_TRUE:
+        n->literal_kind = EXPR_BOOLEAN, n->boolean = true;
+        break;
+    case TOKEN_FALSE:
+        n->literal_kind = EXPR_BOOLEAN;
+        break;
+    case TOKEN_NULL:
+        n->literal_kind = EXPR_NULL;
+        break;
+    case TOKEN_NUMBER:
+        n->literal_kind = EXPR_NUMBER, n->number = t->number;
+        break;
     default:
         n->literal_kind = EXPR_STRING;
         n->string = t->string;
@@ -806,7 +864,11 @@ static struct node *parse_primary(struct parser *p, bool *postfix)
 {
     const struct token *t = parser_peek(p);
     switch (t->type) {
-    case TOKEN_TRUE: case TOKEN_FALSE: case TOKEN_NULL: case TOKEN_NUMBER: case TOKEN_STRING:
+    case TOKEN_TRUE:
+    case TOKEN_FALSE:
+    case TOKEN_NULL:
+    case TOKEN_NUMBER:
+    case TOKEN_STRING:
         p->pos++;
         return parse_literal(p, t);
     case TOKEN_LEFT_PAREN: {
@@ -888,8 +950,8 @@ static struct node *parse_function(struct parser *p, const struct token *ident)
     if (max >= 0 && (int)n->nargs > max)
         return parser_fail_token(p, "Too many parameters supplied", ident);
     if (n->builtin && strcmp(n->builtin->name, "case") == 0 && n->nargs % 2 == 0)
-        return parser_fail_token(p, "Even number of parameters supplied, requires an odd number of parameters",
-                                 ident);
+        return parser_fail_token(
+            p, "Even number of parameters supplied, requires an odd number of parameters", ident);
     return n;
 }
 
@@ -903,7 +965,8 @@ static struct node *parse_call(struct parser *p, bool *postfix)
     if (parser_match(p, TOKEN_LEFT_PAREN))
         return parse_function(p, ident);
     const char *name = p->text + ident->start;
-    if (p->options && p->options->named_values && !name_in_list(p->options->named_values, name, ident->len))
+    if (p->options && p->options->named_values &&
+        !name_in_list(p->options->named_values, name, ident->len))
         return parser_fail_token(p, "Unrecognized named-value", ident);
     struct node *n = node_new(p, NODE_NAMED_VALUE);
     n->string = arena_strndup(p->arena, name, ident->len);
@@ -1091,7 +1154,8 @@ int expr_parse(const char *text, const struct expr_parse_options *options, struc
         return -1;
     }
 
-    struct parser p = {.text = e->text, .tokens = lx.tokens, .options = options, .arena = &e->arena, .err = err};
+    struct parser p = {
+        .text = e->text, .tokens = lx.tokens, .options = options, .arena = &e->arena, .err = err};
     if (!parser_at_end(&p)) {
         e->root = parse_expression(&p);
         if (e->root && !parser_at_end(&p))
@@ -1173,19 +1237,33 @@ static void val_from_json(struct val *v, json_t *j)
     memset(v, 0, sizeof *v);
     v->raw = true;
     switch (json_typeof(j)) {
-    case JSON_TRUE: v->kind = EXPR_BOOLEAN, v->boolean = true; break;
-    case JSON_FALSE: v->kind = EXPR_BOOLEAN; break;
-    case JSON_INTEGER: v->kind = EXPR_NUMBER, v->number = (double)json_integer_value(j); break;
-    case JSON_REAL: v->kind = EXPR_NUMBER, v->number = json_real_value(j); break;
+    case JSON_TRUE:
+        v->kind = EXPR_BOOLEAN, v->boolean = true;
+        break;
+    case JSON_FALSE:
+        v->kind = EXPR_BOOLEAN;
+        break;
+    case JSON_INTEGER:
+        v->kind = EXPR_NUMBER, v->number = (double)json_integer_value(j);
+        break;
+    case JSON_REAL:
+        v->kind = EXPR_NUMBER, v->number = json_real_value(j);
+        break;
     case JSON_STRING:
         v->kind = EXPR_STRING;
         v->str = json_string_value(j);
         v->len = json_string_length(j);
         v->json = json_incref(j);
         break;
-    case JSON_ARRAY: v->kind = EXPR_ARRAY, v->json = json_incref(j), v->raw = false; break;
-    case JSON_OBJECT: v->kind = EXPR_OBJECT, v->json = json_incref(j), v->raw = false; break;
-    default: v->kind = EXPR_NULL; break;
+    case JSON_ARRAY:
+        v->kind = EXPR_ARRAY, v->json = json_incref(j), v->raw = false;
+        break;
+    case JSON_OBJECT:
+        v->kind = EXPR_OBJECT, v->json = json_incref(j), v->raw = false;
+        break;
+    default:
+        v->kind = EXPR_NULL;
+        break;
     }
 }
 
@@ -1212,11 +1290,16 @@ static bool val_is_primitive(const struct val *v)
 static bool val_is_falsy(const struct val *v)
 {
     switch (v->kind) {
-    case EXPR_NULL: return true;
-    case EXPR_BOOLEAN: return !v->boolean;
-    case EXPR_NUMBER: return v->number == 0 || isnan(v->number);
-    case EXPR_STRING: return v->len == 0;
-    default: return false;
+    case EXPR_NULL:
+        return true;
+    case EXPR_BOOLEAN:
+        return !v->boolean;
+    case EXPR_NUMBER:
+        return v->number == 0 || isnan(v->number);
+    case EXPR_STRING:
+        return v->len == 0;
+    default:
+        return false;
     }
 }
 
@@ -1225,12 +1308,24 @@ static const char *val_text(const struct val *v, char tmp[NUMBER_TEXT_MAX], size
 {
     const char *s;
     switch (v->kind) {
-    case EXPR_NULL: s = ""; break;
-    case EXPR_BOOLEAN: s = v->boolean ? "true" : "false"; break;
-    case EXPR_NUMBER: s = number_format(v->number, tmp, false); break;
-    case EXPR_STRING: *len = v->len; return v->str;
-    case EXPR_ARRAY: s = "Array"; break;
-    default: s = "Object"; break;
+    case EXPR_NULL:
+        s = "";
+        break;
+    case EXPR_BOOLEAN:
+        s = v->boolean ? "true" : "false";
+        break;
+    case EXPR_NUMBER:
+        s = number_format(v->number, tmp, false);
+        break;
+    case EXPR_STRING:
+        *len = v->len;
+        return v->str;
+    case EXPR_ARRAY:
+        s = "Array";
+        break;
+    default:
+        s = "Object";
+        break;
     }
     *len = strlen(s);
     return s;
@@ -1239,11 +1334,16 @@ static const char *val_text(const struct val *v, char tmp[NUMBER_TEXT_MAX], size
 static double val_to_number(const struct val *v)
 {
     switch (v->kind) {
-    case EXPR_NULL: return 0;
-    case EXPR_BOOLEAN: return v->boolean ? 1 : 0;
-    case EXPR_NUMBER: return v->number;
-    case EXPR_STRING: return expr_number_parse(v->str, v->len);
-    default: return NAN;
+    case EXPR_NULL:
+        return 0;
+    case EXPR_BOOLEAN:
+        return v->boolean ? 1 : 0;
+    case EXPR_NUMBER:
+        return v->number;
+    case EXPR_STRING:
+        return expr_number_parse(v->str, v->len);
+    default:
+        return NAN;
     }
 }
 
@@ -1266,11 +1366,16 @@ static struct canon canon_of(const struct val *v)
 static double canon_to_number(const struct canon *c)
 {
     switch (c->kind) {
-    case EXPR_NULL: return 0;
-    case EXPR_BOOLEAN: return c->boolean ? 1 : 0;
-    case EXPR_NUMBER: return c->number;
-    case EXPR_STRING: return expr_number_parse(c->str, c->len);
-    default: return NAN;
+    case EXPR_NULL:
+        return 0;
+    case EXPR_BOOLEAN:
+        return c->boolean ? 1 : 0;
+    case EXPR_NUMBER:
+        return c->number;
+    case EXPR_STRING:
+        return expr_number_parse(c->str, c->len);
+    default:
+        return NAN;
     }
 }
 
@@ -1310,11 +1415,16 @@ static bool val_equal(const struct val *a, const struct val *b)
     if (l.kind != r.kind)
         return false;
     switch (l.kind) {
-    case EXPR_NULL: return true;
-    case EXPR_NUMBER: return !isnan(l.number) && !isnan(r.number) && l.number == r.number;
-    case EXPR_STRING: return text_compare_nocase(l.str, l.len, r.str, r.len) == 0;
-    case EXPR_BOOLEAN: return l.boolean == r.boolean;
-    default: return l.json == r.json; /* objects and arrays compare by reference */
+    case EXPR_NULL:
+        return true;
+    case EXPR_NUMBER:
+        return !isnan(l.number) && !isnan(r.number) && l.number == r.number;
+    case EXPR_STRING:
+        return text_compare_nocase(l.str, l.len, r.str, r.len) == 0;
+    case EXPR_BOOLEAN:
+        return l.boolean == r.boolean;
+    default:
+        return l.json == r.json; /* objects and arrays compare by reference */
     }
 }
 
@@ -1334,8 +1444,10 @@ static int val_order(const struct val *a, const struct val *b)
         int c = text_compare_nocase(l.str, l.len, r.str, r.len);
         return c < 0 ? -1 : c > 0 ? 1 : 0;
     }
-    case EXPR_BOOLEAN: return l.boolean == r.boolean ? 0 : l.boolean ? 1 : -1;
-    default: return 2;
+    case EXPR_BOOLEAN:
+        return l.boolean == r.boolean ? 0 : l.boolean ? 1 : -1;
+    default:
+        return 2;
     }
 }
 
@@ -1347,8 +1459,9 @@ static void node_text(struct buf *b, const struct node *n)
 {
     char tmp[NUMBER_TEXT_MAX];
     static const char *const ops[] = {
-        [NODE_EQUAL] = "==", [NODE_NOT_EQUAL] = "!=", [NODE_LESS] = "<", [NODE_LESS_EQUAL] = "<=",
-        [NODE_GREATER] = ">", [NODE_GREATER_EQUAL] = ">=", [NODE_AND] = "&&", [NODE_OR] = "||",
+        [NODE_EQUAL] = "==",      [NODE_NOT_EQUAL] = "!=", [NODE_LESS] = "<",
+        [NODE_LESS_EQUAL] = "<=", [NODE_GREATER] = ">",    [NODE_GREATER_EQUAL] = ">=",
+        [NODE_AND] = "&&",        [NODE_OR] = "||",
     };
     switch (n->kind) {
     case NODE_LITERAL:
@@ -1368,8 +1481,12 @@ static void node_text(struct buf *b, const struct node *n)
             buf_putc(b, '\'');
         }
         break;
-    case NODE_NAMED_VALUE: buf_puts(b, n->string); break;
-    case NODE_WILDCARD: buf_putc(b, '*'); break;
+    case NODE_NAMED_VALUE:
+        buf_puts(b, n->string);
+        break;
+    case NODE_WILDCARD:
+        buf_putc(b, '*');
+        break;
     case NODE_INDEX: {
         const struct node *index = n->args[1];
         node_text(b, n->args[0]);
@@ -1436,10 +1553,11 @@ static int memory_exceeded(struct eval *ev, const struct node *n)
 {
     struct buf b = BUF_INIT;
     node_text(&b, n);
-    int rc = error_set(ev->err, -1,
-                       "The maximum allowed memory size was exceeded while evaluating the following "
-                       "expression: %s",
-                       buf_cstr(&b));
+    int rc =
+        error_set(ev->err, -1,
+                  "The maximum allowed memory size was exceeded while evaluating the following "
+                  "expression: %s",
+                  buf_cstr(&b));
     buf_free(&b);
     return rc;
 }
@@ -1488,7 +1606,8 @@ static int64_t val_bytes(const struct val *v)
     return v->kind == EXPR_STRING ? string_bytes(v->str, v->len) : MEMORY_MIN_OBJECT;
 }
 
-static int eval_core(struct eval *ev, const struct node *n, int level, struct val *out, int64_t *bytes);
+static int eval_core(struct eval *ev, const struct node *n, int level, struct val *out,
+                     int64_t *bytes);
 
 /* ExpressionNode.Evaluate: the node's value, then its memory. */
 static int eval_node(struct eval *ev, const struct node *n, int level, struct val *out)
@@ -1500,8 +1619,11 @@ static int eval_node(struct eval *ev, const struct node *n, int level, struct va
         return -1;
     }
     bool trim = !out->raw && val_is_primitive(out);
-    int64_t core = explicit_bytes >= 0 ? explicit_bytes : out->raw ? MEMORY_MIN_OBJECT : val_bytes(out);
-    if (memory_add(ev, level, core, trim) < 0 || (out->raw && memory_add(ev, level, val_bytes(out), false) < 0)) {
+    int64_t core = explicit_bytes >= 0 ? explicit_bytes
+                   : out->raw          ? MEMORY_MIN_OBJECT
+                                       : val_bytes(out);
+    if (memory_add(ev, level, core, trim) < 0 ||
+        (out->raw && memory_add(ev, level, val_bytes(out), false) < 0)) {
         val_clear(out);
         return -1;
     }
@@ -1569,7 +1691,8 @@ static int filtered_add_all(struct eval *ev, struct counter *c, struct val *out,
     return 0;
 }
 
-static int eval_index(struct eval *ev, const struct node *n, int level, struct val *out, int64_t *bytes)
+static int eval_index(struct eval *ev, const struct node *n, int level, struct val *out,
+                      int64_t *bytes)
 {
     struct val left, index;
     if (eval_node(ev, n->args[0], level + 1, &left) < 0)
@@ -1664,10 +1787,18 @@ static int eval_compare(struct eval *ev, const struct node *n, int level, struct
     } else {
         int order = val_order(&l, &r);
         switch (n->kind) {
-        case NODE_LESS: result = order == -1; break;
-        case NODE_LESS_EQUAL: result = order == -1 || order == 0; break;
-        case NODE_GREATER: result = order == 1; break;
-        default: result = order == 1 || order == 0; break;
+        case NODE_LESS:
+            result = order == -1;
+            break;
+        case NODE_LESS_EQUAL:
+            result = order == -1 || order == 0;
+            break;
+        case NODE_GREATER:
+            result = order == 1;
+            break;
+        default:
+            result = order == 1 || order == 0;
+            break;
         }
     }
     val_clear(&l);
@@ -1706,7 +1837,8 @@ static int eval_host(struct eval *ev, const struct node *n, int level, struct va
     return rc < 0 ? -1 : 0;
 }
 
-static int eval_core(struct eval *ev, const struct node *n, int level, struct val *out, int64_t *bytes)
+static int eval_core(struct eval *ev, const struct node *n, int level, struct val *out,
+                     int64_t *bytes)
 {
     switch (n->kind) {
     case NODE_LITERAL:
@@ -1727,7 +1859,8 @@ static int eval_core(struct eval *ev, const struct node *n, int level, struct va
             val_from_json(out, v);
         return 0;
     }
-    case NODE_INDEX: return eval_index(ev, n, level, out, bytes);
+    case NODE_INDEX:
+        return eval_index(ev, n, level, out, bytes);
     case NODE_NOT: {
         struct val v;
         if (eval_node(ev, n->args[0], level + 1, &v) < 0)
@@ -1737,12 +1870,14 @@ static int eval_core(struct eval *ev, const struct node *n, int level, struct va
         return 0;
     }
     case NODE_AND:
-    case NODE_OR: return eval_logical(ev, n, level, out);
+    case NODE_OR:
+        return eval_logical(ev, n, level, out);
     case NODE_FUNCTION:
         if (n->builtin)
             return n->builtin->call(ev, n, level, out);
         return eval_host(ev, n, level, out);
-    default: return eval_compare(ev, n, level, out);
+    default:
+        return eval_compare(ev, n, level, out);
     }
 }
 
@@ -1750,7 +1885,8 @@ static int eval_core(struct eval *ev, const struct node *n, int level, struct va
  * Built-in functions.
  * ------------------------------------------------------------------------------------- */
 
-static int fn_text_match(struct eval *ev, const struct node *n, int level, struct val *out, enum text_match how)
+static int fn_text_match(struct eval *ev, const struct node *n, int level, struct val *out,
+                         enum text_match how)
 {
     struct val l, r;
     bool result = false;
@@ -1858,7 +1994,8 @@ static int format_invalid(struct format_state *st)
 }
 
 /* Reads "N}" or "N:spec}" at s[i]; sets *arg, *spec (owned by caller), *end (the '}'). */
-static bool format_read_placeholder(const char *s, size_t n, size_t i, int *arg, struct buf *spec, size_t *end)
+static bool format_read_placeholder(const char *s, size_t n, size_t i, int *arg, struct buf *spec,
+                                    size_t *end)
 {
     size_t digits = 0;
     while (i + digits < n && s[i + digits] >= '0' && s[i + digits] <= '9')
@@ -1908,8 +2045,10 @@ static int format_arg(struct format_state *st, const struct format_segment *seg)
         st->done[a] = true;
     }
     if (seg->spec && seg->spec[0]) {
-        static const char *const kinds[] = {"Null", "Boolean", "Number", "String", "Array", "Object"};
-        return error_set(st->ev->err, -1, "The format specifiers '%s' are not valid for objects of type '%s'",
+        static const char *const kinds[] = {"Null",   "Boolean", "Number",
+                                            "String", "Array",   "Object"};
+        return error_set(st->ev->err, -1,
+                         "The format specifiers '%s' are not valid for objects of type '%s'",
                          seg->spec, kinds[st->args[a].kind]);
     }
     char tmp[NUMBER_TEXT_MAX];
@@ -1918,7 +2057,8 @@ static int format_arg(struct format_state *st, const struct format_segment *seg)
     return format_append(st, s, len);
 }
 
-static int format_run(struct format_state *st, const char *f, size_t n, struct format_segment **segs, size_t *count)
+static int format_run(struct format_state *st, const char *f, size_t n,
+                      struct format_segment **segs, size_t *count)
 {
     size_t cap = 0;
     size_t i = 0;
@@ -1935,16 +2075,18 @@ static int format_run(struct format_state *st, const char *f, size_t n, struct f
                 struct buf spec = BUF_INIT;
                 size_t end;
                 int arg;
-                if (!(rb && (size_t)(rb - f) > l + 1 && format_read_placeholder(f, n, l + 1, &arg, &spec, &end))) {
+                if (!(rb && (size_t)(rb - f) > l + 1 &&
+                      format_read_placeholder(f, n, l + 1, &arg, &spec, &end))) {
                     buf_free(&spec);
                     return format_invalid(st);
                 }
                 if (arg > nparams - 1) {
                     buf_free(&spec);
-                    return error_set(st->ev->err, -1,
-                                     "The following format string references more arguments than were "
-                                     "supplied: %s",
-                                     st->format);
+                    return error_set(
+                        st->ev->err, -1,
+                        "The following format string references more arguments than were "
+                        "supplied: %s",
+                        st->format);
                 }
                 if (l > i) {
                     struct format_segment lit = {i, l - i, -1, NULL};
@@ -1998,8 +2140,14 @@ static int fn_format(struct eval *ev, const struct node *n, int level, struct va
     size_t flen;
     const char *f = val_text(&fv, tmp, &flen);
     size_t nparams = n->nargs - 1;
-    struct format_state st = {ev, n, level, xcalloc(nparams + 1, sizeof(struct val)),
-                              xcalloc(nparams + 1, sizeof(bool)), BUF_INIT, {0, n}, NULL};
+    struct format_state st = {ev,
+                              n,
+                              level,
+                              xcalloc(nparams + 1, sizeof(struct val)),
+                              xcalloc(nparams + 1, sizeof(bool)),
+                              BUF_INIT,
+                              {0, n},
+                              NULL};
     st.format = xstrndup(f, flen);
     struct format_segment *segs = NULL;
     size_t count = 0;
@@ -2089,14 +2237,29 @@ static void json_quote(struct buf *b, const char *s, size_t n)
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         switch (c) {
-        case '"': buf_puts(b, "\\\""); continue;
-        case '\\': buf_puts(b, "\\\\"); continue;
-        case '\n': buf_puts(b, "\\n"); continue;
-        case '\r': buf_puts(b, "\\r"); continue;
-        case '\t': buf_puts(b, "\\t"); continue;
-        case '\b': buf_puts(b, "\\b"); continue;
-        case '\f': buf_puts(b, "\\f"); continue;
-        default: break;
+        case '"':
+            buf_puts(b, "\\\"");
+            continue;
+        case '\\':
+            buf_puts(b, "\\\\");
+            continue;
+        case '\n':
+            buf_puts(b, "\\n");
+            continue;
+        case '\r':
+            buf_puts(b, "\\r");
+            continue;
+        case '\t':
+            buf_puts(b, "\\t");
+            continue;
+        case '\b':
+            buf_puts(b, "\\b");
+            continue;
+        case '\f':
+            buf_puts(b, "\\f");
+            continue;
+        default:
+            break;
         }
         if (c < 0x20) {
             buf_printf(b, "\\u%04x", c);
@@ -2124,7 +2287,8 @@ struct tojson {
 /* Appends the piece built in t->piece, counting its memory. */
 static int tojson_flush(struct tojson *t)
 {
-    if (counter_add_string(t->ev, &t->counter, t->piece.data ? t->piece.data : "", t->piece.len) < 0)
+    if (counter_add_string(t->ev, &t->counter, t->piece.data ? t->piece.data : "", t->piece.len) <
+        0)
         return -1;
     buf_append(&t->out, buf_cstr(&t->piece), t->piece.len);
     buf_reset(&t->piece);
@@ -2138,7 +2302,8 @@ static void tojson_indent(struct buf *b, size_t level)
 }
 
 /* Writes a value; prefix is what PrefixValue puts before it (",\n  " or ": " or ""). */
-static int tojson_value(struct tojson *t, const struct val *v, size_t level, bool in_object, bool first)
+static int tojson_value(struct tojson *t, const struct val *v, size_t level, bool in_object,
+                        bool first)
 {
     struct buf *p = &t->piece;
     if (in_object) {
@@ -2207,10 +2372,18 @@ static int tojson_value(struct tojson *t, const struct val *v, size_t level, boo
         return tojson_flush(t);
     }
     switch (v->kind) {
-    case EXPR_NULL: buf_puts(p, "null"); break;
-    case EXPR_BOOLEAN: buf_puts(p, v->boolean ? "true" : "false"); break;
-    case EXPR_NUMBER: buf_puts(p, val_text(v, tmp, &len)); break;
-    default: json_quote(p, v->str, v->len); break;
+    case EXPR_NULL:
+        buf_puts(p, "null");
+        break;
+    case EXPR_BOOLEAN:
+        buf_puts(p, v->boolean ? "true" : "false");
+        break;
+    case EXPR_NUMBER:
+        buf_puts(p, val_text(v, tmp, &len));
+        break;
+    default:
+        json_quote(p, v->str, v->len);
+        break;
     }
     return tojson_flush(t);
 }
@@ -2243,7 +2416,8 @@ static int fn_from_json(struct eval *ev, const struct node *n, int level, struct
     const char *s = val_text(&v, tmp, &len);
     json_error_t jerr;
     /* Newtonsoft's JToken.ReadFrom reads one value and ignores what follows it. */
-    json_t *j = json_loadb(s, len, JSON_DECODE_ANY | JSON_DISABLE_EOF_CHECK | JSON_ALLOW_NUL, &jerr);
+    json_t *j =
+        json_loadb(s, len, JSON_DECODE_ANY | JSON_DISABLE_EOF_CHECK | JSON_ALLOW_NUL, &jerr);
     val_clear(&v);
     if (!j)
         return error_set(ev->err, -1, "Error parsing fromJson");
@@ -2275,7 +2449,8 @@ static void val_export(struct val *v, struct expr_value *out)
     out->boolean = v->boolean;
     out->number = v->number;
     if (v->kind == EXPR_STRING) {
-        out->string = v->owned && v->str == v->owned ? steal_pointer(&v->owned) : xstrndup(v->str, v->len);
+        out->string =
+            v->owned && v->str == v->owned ? steal_pointer(&v->owned) : xstrndup(v->str, v->len);
     } else if (v->kind == EXPR_ARRAY || v->kind == EXPR_OBJECT) {
         out->json = v->json; /* a filtered array is already a plain array */
         v->json = NULL;
@@ -2309,7 +2484,8 @@ int expr_evaluate(const struct expr *e, const struct expr_context *context, stru
     if (!e->root)
         return 0;
     struct eval ev = {.e = e, .ctx = context, .err = err, .max_active = -1};
-    ev.max_memory = context && context->max_memory ? (int64_t)context->max_memory : EXPR_DEFAULT_MAX_MEMORY;
+    ev.max_memory =
+        context && context->max_memory ? (int64_t)context->max_memory : EXPR_DEFAULT_MAX_MEMORY;
     if (err)
         err->message[0] = 0;
     struct val v;
@@ -2320,8 +2496,8 @@ int expr_evaluate(const struct expr *e, const struct expr_context *context, stru
 }
 
 int expr_evaluate_text(const char *text, const struct expr_parse_options *options,
-                       const struct expr_context *context, struct expr_value *out, enum expr_stage *stage,
-                       struct error *err)
+                       const struct expr_context *context, struct expr_value *out,
+                       enum expr_stage *stage, struct error *err)
 {
     struct expr *e;
     memset(out, 0, sizeof *out);
@@ -2353,8 +2529,10 @@ void expr_value_from_json(struct expr_value *out, json_t *json)
 json_t *expr_value_to_json(const struct expr_value *value)
 {
     switch (value->kind) {
-    case EXPR_NULL: return json_null();
-    case EXPR_BOOLEAN: return json_boolean(value->boolean);
+    case EXPR_NULL:
+        return json_null();
+    case EXPR_BOOLEAN:
+        return json_boolean(value->boolean);
     case EXPR_NUMBER: {
         double d = value->number;
         if (isnan(d) || isinf(d))
@@ -2363,8 +2541,10 @@ json_t *expr_value_to_json(const struct expr_value *value)
             return json_integer((json_int_t)d);
         return json_real(d);
     }
-    case EXPR_STRING: return json_string(value->string ? value->string : "");
-    default: return json_incref(value->json);
+    case EXPR_STRING:
+        return json_string(value->string ? value->string : "");
+    default:
+        return json_incref(value->json);
     }
 }
 
@@ -2372,22 +2552,33 @@ char *expr_value_to_string(const struct expr_value *value)
 {
     char tmp[NUMBER_TEXT_MAX];
     switch (value->kind) {
-    case EXPR_NULL: return xstrdup("");
-    case EXPR_BOOLEAN: return xstrdup(value->boolean ? "true" : "false");
-    case EXPR_NUMBER: return xstrdup(number_format(value->number, tmp, false));
-    case EXPR_STRING: return xstrdup(value->string ? value->string : "");
-    case EXPR_ARRAY: return xstrdup("Array");
-    default: return xstrdup("Object");
+    case EXPR_NULL:
+        return xstrdup("");
+    case EXPR_BOOLEAN:
+        return xstrdup(value->boolean ? "true" : "false");
+    case EXPR_NUMBER:
+        return xstrdup(number_format(value->number, tmp, false));
+    case EXPR_STRING:
+        return xstrdup(value->string ? value->string : "");
+    case EXPR_ARRAY:
+        return xstrdup("Array");
+    default:
+        return xstrdup("Object");
     }
 }
 
 bool expr_value_truthy(const struct expr_value *value)
 {
     switch (value->kind) {
-    case EXPR_NULL: return false;
-    case EXPR_BOOLEAN: return value->boolean;
-    case EXPR_NUMBER: return !(value->number == 0 || isnan(value->number));
-    case EXPR_STRING: return value->string && value->string[0];
-    default: return true;
+    case EXPR_NULL:
+        return false;
+    case EXPR_BOOLEAN:
+        return value->boolean;
+    case EXPR_NUMBER:
+        return !(value->number == 0 || isnan(value->number));
+    case EXPR_STRING:
+        return value->string && value->string[0];
+    default:
+        return true;
     }
 }

@@ -27,7 +27,8 @@ struct tally {
     int passed, failed, skipped;
 };
 
-static void tally_fail(struct tally *t, const char *key, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void tally_fail(struct tally *t, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static void tally_fail(struct tally *t, const char *key, const char *fmt, ...)
 {
@@ -43,7 +44,8 @@ static void tally_fail(struct tally *t, const char *key, const char *fmt, ...)
 static void tally_print(const struct tally *t)
 {
     if (t->skipped)
-        printf("%s: %d passed, %d failed, %d skipped\n", t->corpus, t->passed, t->failed, t->skipped);
+        printf("%s: %d passed, %d failed, %d skipped\n", t->corpus, t->passed, t->failed,
+               t->skipped);
     else
         printf("%s: %d passed, %d failed\n", t->corpus, t->passed, t->failed);
 }
@@ -73,6 +75,19 @@ struct hash_host {
     const char *workdir;
     char **files;
     size_t count;
+};
+
+/* The runner's status functions: job.status (null = success), or in a composite action's
+ * main step github.action_status. cancelled() looks at the job only. */
+struct status_host {
+    const char *job_status;
+    bool composite;
+    const char *action_status;
+};
+
+struct driver_host {
+    struct status_host status;
+    struct hash_host hash;
 };
 
 static bool glob_segments_match(char **pat, size_t np, char **path, size_t nq)
@@ -129,10 +144,10 @@ static void list_files(const char *root, const char *rel, char ***files, size_t 
     free(entries);
 }
 
-static int hash_files_call(void *host, const struct expr_value *args, size_t nargs, struct expr_value *out,
-                           struct error *err)
+static int hash_files_call(void *host, const struct expr_value *args, size_t nargs,
+                           struct expr_value *out, struct error *err)
 {
-    struct hash_host *h = host;
+    struct hash_host *h = &((struct driver_host *)host)->hash;
     char **all = NULL;
     size_t count = 0;
     list_files(h->workdir, "", &all, &count);
@@ -192,10 +207,7 @@ static char *act_hash(const struct hash_host *h)
     return hex;
 }
 
-static const struct expr_function HASH_FUNCTIONS[] = {
-    {"hashFiles", 1, 255, hash_files_call},
-    {0},
-};
+static const struct expr_function ACT_FUNCTIONS[];
 
 /* ---- the x-lang case shape ------------------------------------------------------------- */
 
@@ -237,17 +249,18 @@ static char *xlang_case(json_t *c, const char *conformance_dir, bool act)
     if (json_is_object(contexts))
         json_object_foreach(contexts, k, v) names[i++] = k;
 
-    struct hash_host host = {0};
-    cleanup_free char *workdir = NULL;
+    struct driver_host dh = {{json_get_string(json_get(contexts, "job"), "status"), false, NULL},
+                             {0}};
+    struct hash_host *hh = &dh.hash;
     const char *wd = json_get_string(c, "working_directory");
-    if (wd) {
-        cleanup_free char *base = path_join(conformance_dir, "nektos-act");
-        workdir = path_join(base, wd);
-        host.workdir = workdir;
-    }
-    struct expr_parse_options options = {names, act ? HASH_FUNCTIONS : NULL};
+    /* hashFiles runs in the case's folder; cases without one match nothing there either. */
+    cleanup_free char *base = path_join(conformance_dir, "nektos-act");
+    cleanup_free char *workdir = path_join(base, wd ? wd : "exprparser-hashfiles");
+    hh->workdir = workdir;
+    struct expr_parse_options options = {names, act ? ACT_FUNCTIONS : NULL};
     json_t *empty = json_object();
-    struct expr_context ctx = {json_is_object(contexts) ? contexts : empty, options.functions, &host, 0};
+    struct expr_context ctx = {json_is_object(contexts) ? contexts : empty, options.functions, &dh,
+                               0};
     struct expr_value out = {0};
     enum expr_stage stage = EXPR_STAGE_NONE;
     struct error err = {0};
@@ -263,12 +276,14 @@ static char *xlang_case(json_t *c, const char *conformance_dir, bool act)
             cleanup_free char *got = expr_value_to_string(&out);
             why = xasprintf("expected a %s error, got %s '%s'", kind, KIND_NAMES[out.kind], got);
         } else if (kind && strcmp(kind, STAGE_NAMES[stage]) != 0) {
-            why = xasprintf("expected a %s error, got a %s error: %s", kind, STAGE_NAMES[stage], err.message);
+            why = xasprintf("expected a %s error, got a %s error: %s", kind, STAGE_NAMES[stage],
+                            err.message);
         } else if (!act && value) {
             /* GitHub's full text: the message, then where it is. */
-            cleanup_free char *full = strstr(err.message, "Located at position")
-                                          ? xstrdup(err.message)
-                                          : xasprintf("%s. Located within expression: %s", err.message, text);
+            cleanup_free char *full =
+                strstr(err.message, "Located at position")
+                    ? xstrdup(err.message)
+                    : xasprintf("%s. Located within expression: %s", err.message, text);
             if (!strstr(full, value))
                 why = xasprintf("error text '%s' does not contain '%s'", full, value);
         }
@@ -280,30 +295,33 @@ static char *xlang_case(json_t *c, const char *conformance_dir, bool act)
         json_t *got = expr_value_to_json(&out);
         if (!kind || strcmp(kind, KIND_NAMES[out.kind]) != 0) {
             cleanup_free char *g = json_dump_compact(got);
-            why = xasprintf("expected kind %s, got %s %s", kind ? kind : "?", KIND_NAMES[out.kind], g);
+            why = xasprintf("expected kind %s, got %s %s", kind ? kind : "?", KIND_NAMES[out.kind],
+                            g);
         } else if (wd && json_is_string(want) && json_string_length(want) > 0) {
             /* act's value is its own hash (SHA-256 of the concatenated files): check GitHub's
              * result is a SHA-256 and that the files matched are act's, by act's formula. */
-            cleanup_free char *acts = act_hash(&host);
+            cleanup_free char *acts = act_hash(hh);
             if (strlen(out.string) != 64)
                 why = xasprintf("hashFiles returned '%s', not a SHA-256", out.string);
             else if (strcmp(acts, json_string_value(want)) != 0)
                 why = xasprintf("matched files differ from act's (act-style hash %s)", acts);
-        } else if (out.kind == EXPR_NUMBER ? !number_matches(out.number, want) : !json_equal_nocase(got, want)) {
+        } else if (out.kind == EXPR_NUMBER ? !number_matches(out.number, want)
+                                           : !json_equal_nocase(got, want)) {
             cleanup_free char *g = json_dump_compact(got);
             cleanup_free char *w = json_dump_compact(want);
             why = xasprintf("expected %s, got %s", w, g);
         }
         json_decref(got);
     }
-    for (size_t f = 0; f < host.count; f++)
-        free(host.files[f]);
-    free(host.files);
+    for (size_t f = 0; f < hh->count; f++)
+        free(hh->files[f]);
+    free(hh->files);
     expr_value_clear(&out);
     return why;
 }
 
-static void run_xlang_file(struct tally *t, json_t *groups, const char *file, const char *dir, bool act)
+static void run_xlang_file(struct tally *t, json_t *groups, const char *file, const char *dir,
+                           bool act)
 {
     const char *group;
     json_t *cases;
@@ -328,7 +346,8 @@ static void run_xlang_file(struct tally *t, json_t *groups, const char *file, co
 static void run_languageservices(const char *dir)
 {
     struct tally t = {"actions-languageservices/expressions", 0, 0, 0};
-    cleanup_free char *pattern = xasprintf("%s/actions-languageservices/expressions/testdata/*.json", dir);
+    cleanup_free char *pattern =
+        xasprintf("%s/actions-languageservices/expressions/testdata/*.json", dir);
     glob_t g;
     if (glob(pattern, 0, NULL, &g) != 0) {
         printf("%s: no files match %s, skipped\n", t.corpus, pattern);
@@ -362,6 +381,21 @@ static void run_act(const char *dir)
         json_decref(groups);
     }
     tally_print(&t);
+
+    /* runner-expressions.json: the groups that are bare expressions over job contexts. The
+     * others exercise ${{ }} interpolation in templates and the if: status-check rule, which
+     * the template and step drivers own (TestRewriteSubExpression* is act-internal). */
+    struct tally r = {"nektos-act/runner-expressions", 0, 0, 0};
+    json_t *doc = load(dir, "nektos-act/runner-expressions.json", &r);
+    json_t *only = json_object();
+    static const char *const groups_run[] = {"TestEvaluateRunContext", "TestEvaluateStep"};
+    for (size_t i = 0; doc && i < 2; i++)
+        if (json_get(doc, groups_run[i]))
+            json_object_set(only, groups_run[i], json_get(doc, groups_run[i]));
+    run_xlang_file(&r, only, "runner-expressions", dir, true);
+    json_decref(only);
+    json_decref(doc);
+    tally_print(&r);
 }
 
 /* ---- actions-runner ------------------------------------------------------------------- */
@@ -399,16 +433,9 @@ static void run_runner_parser(const char *dir)
     tally_print(&t);
 }
 
-/* The runner's status functions: job.status (null = success), or in a composite action's
- * main step github.action_status. cancelled() looks at the job only. */
-struct status_host {
-    const char *job_status;
-    bool composite;
-    const char *action_status;
-};
-
-static const char *status_current(const struct status_host *h)
+static const char *status_current(const struct driver_host *d)
 {
+    const struct status_host *h = &d->status;
     const char *s = h->composite ? h->action_status : h->job_status;
     return s ? s : "success";
 }
@@ -420,28 +447,32 @@ static int status_result(struct expr_value *out, bool b)
     return 0;
 }
 
-static int fn_always(void *host, const struct expr_value *a, size_t n, struct expr_value *out, struct error *e)
+static int fn_always(void *host, const struct expr_value *a, size_t n, struct expr_value *out,
+                     struct error *e)
 {
     (void)host, (void)a, (void)n, (void)e;
     return status_result(out, true);
 }
 
-static int fn_success(void *host, const struct expr_value *a, size_t n, struct expr_value *out, struct error *e)
+static int fn_success(void *host, const struct expr_value *a, size_t n, struct expr_value *out,
+                      struct error *e)
 {
     (void)a, (void)n, (void)e;
     return status_result(out, strcmp(status_current(host), "success") == 0);
 }
 
-static int fn_failure(void *host, const struct expr_value *a, size_t n, struct expr_value *out, struct error *e)
+static int fn_failure(void *host, const struct expr_value *a, size_t n, struct expr_value *out,
+                      struct error *e)
 {
     (void)a, (void)n, (void)e;
     return status_result(out, strcmp(status_current(host), "failure") == 0);
 }
 
-static int fn_cancelled(void *host, const struct expr_value *a, size_t n, struct expr_value *out, struct error *e)
+static int fn_cancelled(void *host, const struct expr_value *a, size_t n, struct expr_value *out,
+                        struct error *e)
 {
     (void)a, (void)n, (void)e;
-    const struct status_host *h = host;
+    const struct status_host *h = &((const struct driver_host *)host)->status;
     return status_result(out, h->job_status && strcmp(h->job_status, "cancelled") == 0);
 }
 
@@ -450,6 +481,16 @@ static const struct expr_function STATUS_FUNCTIONS[] = {
     {"success", 0, 0, fn_success},
     {"failure", 0, 0, fn_failure},
     {"cancelled", 0, 0, fn_cancelled},
+    {0},
+};
+
+/* act's evaluator has the status functions and hashFiles. */
+static const struct expr_function ACT_FUNCTIONS[] = {
+    {"always", 0, 0, fn_always},
+    {"success", 0, 0, fn_success},
+    {"failure", 0, 0, fn_failure},
+    {"cancelled", 0, 0, fn_cancelled},
+    {"hashFiles", 1, 255, hash_files_call},
     {0},
 };
 
@@ -462,15 +503,17 @@ static void run_status(const char *dir)
     json_array_foreach(json_get(doc, "cases"), i, c)
     {
         const char *id = json_get_string(c, "id");
-        struct status_host host = {json_get_string(c, "job_status"),
-                                   json_is_true(json_get(c, "composite_main_step")),
-                                   json_get_string(c, "action_status")};
+        struct driver_host host = {{json_get_string(c, "job_status"),
+                                    json_is_true(json_get(c, "composite_main_step")),
+                                    json_get_string(c, "action_status")},
+                                   {0}};
         static const char *const none[] = {NULL};
         struct expr_parse_options options = {none, STATUS_FUNCTIONS};
         struct expr_context ctx = {NULL, STATUS_FUNCTIONS, &host, 0};
         struct expr_value out = {0};
         struct error err = {0};
-        int rc = expr_evaluate_text(json_get_string(c, "expression"), &options, &ctx, &out, NULL, &err);
+        int rc =
+            expr_evaluate_text(json_get_string(c, "expression"), &options, &ctx, &out, NULL, &err);
         bool want = json_is_true(json_get(c, "expected"));
         if (rc < 0)
             tally_fail(&t, id, "error: %s", err.message);
