@@ -217,14 +217,29 @@ static void encode_json(const char *v, size_t len, struct buf *out)
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)v[i];
         switch (c) {
-        case '\b': buf_puts(out, "\\b"); continue;
-        case '\t': buf_puts(out, "\\t"); continue;
-        case '\n': buf_puts(out, "\\n"); continue;
-        case '\f': buf_puts(out, "\\f"); continue;
-        case '\r': buf_puts(out, "\\r"); continue;
-        case '"': buf_puts(out, "\\\""); continue;
-        case '\\': buf_puts(out, "\\\\"); continue;
-        default: break;
+        case '\b':
+            buf_puts(out, "\\b");
+            continue;
+        case '\t':
+            buf_puts(out, "\\t");
+            continue;
+        case '\n':
+            buf_puts(out, "\\n");
+            continue;
+        case '\f':
+            buf_puts(out, "\\f");
+            continue;
+        case '\r':
+            buf_puts(out, "\\r");
+            continue;
+        case '"':
+            buf_puts(out, "\\\"");
+            continue;
+        case '\\':
+            buf_puts(out, "\\\\");
+            continue;
+        default:
+            break;
         }
         if (c < 0x20) {
             buf_printf(out, "\\u%04x", c);
@@ -263,12 +278,24 @@ static void encode_xml(const char *v, size_t len, struct buf *out)
 {
     for (size_t i = 0; i < len; i++) {
         switch (v[i]) {
-        case '<': buf_puts(out, "&lt;"); break;
-        case '>': buf_puts(out, "&gt;"); break;
-        case '"': buf_puts(out, "&quot;"); break;
-        case '\'': buf_puts(out, "&apos;"); break;
-        case '&': buf_puts(out, "&amp;"); break;
-        default: buf_putc(out, v[i]); break;
+        case '<':
+            buf_puts(out, "&lt;");
+            break;
+        case '>':
+            buf_puts(out, "&gt;");
+            break;
+        case '"':
+            buf_puts(out, "&quot;");
+            break;
+        case '\'':
+            buf_puts(out, "&apos;");
+            break;
+        case '&':
+            buf_puts(out, "&amp;");
+            break;
+        default:
+            buf_putc(out, v[i]);
+            break;
         }
     }
 }
@@ -748,8 +775,7 @@ static size_t stream_emit(struct masker_stream *stream, const char *text, size_t
     return cut;
 }
 
-void masker_stream_feed(struct masker_stream *stream, const char *data, size_t len,
-                        struct buf *out)
+void masker_stream_feed(struct masker_stream *stream, const char *data, size_t len, struct buf *out)
 {
     if (stream->pending.len == 0) {
         /* The common case: nothing held back, so scan the caller's bytes in place. */

@@ -41,8 +41,8 @@ char *masker_mask(struct masker *masker, const char *text, size_t len);
  * the concatenation. The stream keeps a pointer to masker, which must outlive it. */
 struct masker_stream {
     struct masker *masker;
-    struct buf pending;   /* bytes not yet emitted */
-    bool touching_mask;   /* the output so far ends with "***" reaching the first pending byte */
+    struct buf pending; /* bytes not yet emitted */
+    bool touching_mask; /* the output so far ends with "***" reaching the first pending byte */
 };
 
 void masker_stream_init(struct masker_stream *stream, struct masker *masker);

@@ -46,16 +46,17 @@ static void make_secret(char *out, size_t len)
 static size_t write_output(int fd, size_t bytes, char secrets[][48])
 {
     static const char *const words[] = {
-        "compiling", "linking",  "src/main.c", "warning:", "ok",     "PASS", "test_parser",
-        "-O2",       "--quiet",  "downloaded", "npm",      "install", "in",  "ms",
-        "Resolving", "deltas:",  "100%",       "done.",    "export", "GITHUB_ENV", "=",
+        "compiling", "linking", "src/main.c", "warning:", "ok",      "PASS",       "test_parser",
+        "-O2",       "--quiet", "downloaded", "npm",      "install", "in",         "ms",
+        "Resolving", "deltas:", "100%",       "done.",    "export",  "GITHUB_ENV", "=",
     };
     struct buf line = BUF_INIT;
     size_t written = 0, planted = 0;
     unsigned long n = 0;
     while (written < bytes) {
         buf_reset(&line);
-        buf_printf(&line, "2026-11-24T05:%02lu:%02lu.%03luZ ", n / 3600 % 60, n / 60 % 60, n % 1000);
+        buf_printf(&line, "2026-11-24T05:%02lu:%02lu.%03luZ ", n / 3600 % 60, n / 60 % 60,
+                   n % 1000);
         int count = 4 + (int)(next_random() % 10);
         for (int i = 0; i < count; i++)
             buf_printf(&line, "%s ", words[next_random() % (sizeof(words) / sizeof(words[0]))]);
