@@ -207,11 +207,13 @@ Test(step_commands, escapes_in_data_and_properties)
 
 Test(step_commands, property_parsing_as_dotnet_split)
 {
-    struct step_command_result r = run("::error  title==a=b ,, line=5,=x,col=::m");
+    struct step_command_result r = run("::error  title==a=b ,,line=5,=x,col=::m");
     const struct step_action *a = find(r, STEP_ACTION_ANNOTATION);
     cr_assert_str_eq(a->annotation.title, "a=b ", "pieces are not trimmed, only the whole list");
     cr_assert_eq(a->annotation.line, 5);
     cr_assert_eq(a->annotation.col, 0);
+    r = run("::error title=t, line=5::m"); /* the key is " line" */
+    cr_assert_eq(find(r, STEP_ACTION_ANNOTATION)->annotation.line, 0);
 }
 
 Test(step_commands, leading_white_space_and_case)
