@@ -114,7 +114,7 @@ static char *cgroup_dir(const char *controller)
     size_t rlen = strlen(root);
     if (strcmp(root, "/") != 0 && strncmp(path, root, rlen) == 0)
         rel = path + rlen;
-    return xasprintf("%s%s", mountpoint, rel);
+    return xasprintf("%s%s", mountpoint, strcmp(rel, "/") == 0 ? "" : rel);
 }
 
 static int write_value(const char *dir, const char *file, const char *value)

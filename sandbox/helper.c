@@ -365,6 +365,7 @@ static void reaper_on_child(int sig)
 static _Noreturn void reaper_main(int report)
 {
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    prctl(PR_SET_NAME, "harrier-reaper", 0, 0, 0);
     int error = 0;
     if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
         error = errno;
@@ -576,6 +577,7 @@ static _Noreturn void serve(int sock)
 void helper_main(int sock, const struct helper_setup *s)
 {
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    prctl(PR_SET_NAME, "harrier-sandbox", 0, 0, 0);
     if (getppid() != s->worker)
         _exit(1);
     wait_go(sock); /* the worker has put us in the job's cgroups */

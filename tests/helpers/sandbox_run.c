@@ -39,14 +39,24 @@ struct run {
     bool failed;
 };
 
+/* Processes other than this program's (its helper and reaper are copies of it) whose
+ * command line holds marker. */
 static int count_marker(const char *marker)
 {
+    char self[4096];
+    ssize_t self_len = readlink("/proc/self/exe", self, sizeof self - 1);
+    self[self_len > 0 ? self_len : 0] = '\0';
     int count = 0;
     DIR *dir = opendir("/proc");
     struct dirent *de;
     while (dir && (de = readdir(dir))) {
         char path[300], cmd[4096];
         if (de->d_name[0] < '0' || de->d_name[0] > '9' || atoi(de->d_name) == getpid())
+            continue;
+        char exe[4096];
+        snprintf(path, sizeof path, "/proc/%s/exe", de->d_name);
+        ssize_t exe_len = readlink(path, exe, sizeof exe - 1);
+        if (exe_len > 0 && (exe[exe_len] = '\0', strcmp(exe, self) == 0))
             continue;
         snprintf(path, sizeof path, "/proc/%s/cmdline", de->d_name);
         int fd = open(path, O_RDONLY);
