@@ -109,9 +109,11 @@ static int decode_steps(struct job_message *m, struct error *err)
             return error_set(err, EINVAL, "steps[%zu] is not an object", i);
         json_t *type = json_get(js, "type");
         if (!is_action_step(type)) {
-            if (json_is_string(type) && str_eq_nocase(json_string_value(type), "backgroundStepControl"))
+            if (json_is_string(type) &&
+                str_eq_nocase(json_string_value(type), "backgroundStepControl"))
                 return error_set(err, ENOTSUP,
-                                 "steps[%zu]: background steps are not supported by harrier yet", i);
+                                 "steps[%zu]: background steps are not supported by harrier yet",
+                                 i);
             continue; /* unknown step types are ignored, as the official runner does */
         }
         if (decode_step(m, js, &m->steps[m->step_count], i, err) < 0)
@@ -151,7 +153,8 @@ static int decode_contexts(struct job_message *m, struct error *err)
         return error_set(err, EINVAL, "member 'contextData' must be an object");
     const char *name;
     json_t *value;
-    json_object_foreach(data, name, value) {
+    json_object_foreach(data, name, value)
+    {
         json_t *plain = context_data_decode(value, NULL, err);
         if (!plain)
             return error_prefix(err, "contextData.%s", name);
@@ -174,8 +177,9 @@ static int decode_connection(struct job_message *m, struct error *err)
         m->connection_data = json_get(e, "data");
         return 0;
     }
-    return error_set(err, EINVAL,
-                     "the job message has no 'SystemVssConnection' endpoint in resources.endpoints");
+    return error_set(
+        err, EINVAL,
+        "the job message has no 'SystemVssConnection' endpoint in resources.endpoints");
 }
 
 static int decode(struct job_message *m, struct error *err)
@@ -207,8 +211,8 @@ static int decode(struct job_message *m, struct error *err)
     }
     int rc;
     if ((rc = decode_connection(m, err)) < 0 || (rc = decode_contexts(m, err)) < 0 ||
-        (rc = decode_token_list(m, "environmentVariables", &m->environment,
-                                &m->environment_count, err)) < 0 ||
+        (rc = decode_token_list(m, "environmentVariables", &m->environment, &m->environment_count,
+                                err)) < 0 ||
         (rc = decode_token_list(m, "defaults", &m->defaults, &m->defaults_count, err)) < 0 ||
         (rc = read_token(m, m->json, "jobContainer", &m->job_container, err)) < 0 ||
         (rc = read_token(m, m->json, "jobServiceContainers", &m->job_services, err)) < 0 ||
@@ -222,8 +226,9 @@ int job_message_decode(const char *text, size_t len, struct job_message **out, s
     struct job_message *m = xcalloc(1, sizeof *m);
     arena_init(&m->arena, 0);
     m->json = json_load_text(text, len, "job message", err);
-    int rc = m->json ? (json_is_object(m->json) ? decode(m, err)
-                                                : error_set(err, EINVAL, "the job message is not a JSON object"))
+    int rc = m->json ? (json_is_object(m->json)
+                            ? decode(m, err)
+                            : error_set(err, EINVAL, "the job message is not a JSON object"))
                      : err->code;
     if (rc < 0) {
         error_prefix(err, "invalid job message");

@@ -29,14 +29,14 @@ struct job_step {
     enum job_step_kind kind;
     const char *repository_name; /* owner/repo */
     const char *repository_ref;
-    const char *repository_type; /* "GitHub" or "self" */
-    const char *repository_path; /* sub-folder or ./local path; "" when none */
-    const char *image;           /* JOB_STEP_CONTAINER */
+    const char *repository_type;      /* "GitHub" or "self" */
+    const char *repository_path;      /* sub-folder or ./local path; "" when none */
+    const char *image;                /* JOB_STEP_CONTAINER */
     struct token *continue_on_error;  /* NULL = false */
     struct token *timeout_minutes;    /* NULL = none */
     struct token *display_name_token; /* NULL = derived */
     struct token *environment;        /* mapping, or NULL */
-    struct token *inputs;             /* mapping, or NULL (script, shell, workingDirectory for run:) */
+    struct token *inputs; /* mapping, or NULL (script, shell, workingDirectory for run:) */
 };
 
 struct job_message {

@@ -34,15 +34,17 @@ static const struct {
     const char *env;
     const char *prefix;
 } file_command_files[FC_COUNT] = {
-    [FC_OUTPUT] = {"GITHUB_OUTPUT", "set_output"}, [FC_ENV] = {"GITHUB_ENV", "set_env"},
-    [FC_PATH] = {"GITHUB_PATH", "add_path"},       [FC_STATE] = {"GITHUB_STATE", "save_state"},
+    [FC_OUTPUT] = {"GITHUB_OUTPUT", "set_output"},
+    [FC_ENV] = {"GITHUB_ENV", "set_env"},
+    [FC_PATH] = {"GITHUB_PATH", "add_path"},
+    [FC_STATE] = {"GITHUB_STATE", "save_state"},
     [FC_SUMMARY] = {"GITHUB_STEP_SUMMARY", "step_summary"},
 };
 
 /* The names steps may refer to in ${{ }} (GitHub's step-level contexts). */
-static const char *const step_named_values[] = {"github", "env",  "vars",   "secrets",
+static const char *const step_named_values[] = {"github", "env",      "vars",  "secrets",
                                                 "matrix", "strategy", "needs", "inputs",
-                                                "job",    "runner", "steps", NULL};
+                                                "job",    "runner",   "steps", NULL};
 
 struct worker;
 
@@ -53,9 +55,9 @@ struct running_step {
     char *display_name;
     struct sandbox_step *handle;
     uv_pipe_t out;
-    bool out_open;
+    bool out_open, out_closing; /* open: reading; closing: uv_close called, callback pending */
     uv_timer_t timer;
-    bool timer_open;
+    bool timer_open, timer_closing;
     struct buf partial; /* output after the last newline */
     struct step_commands *commands;
     json_t *env;     /* the step's env context: job env + step env */
@@ -78,7 +80,8 @@ struct worker {
     int step_counter; /* steps are numbered from 1 in the order they run (events.h) */
     struct sandbox_job *sandbox;
     char *workspace, *temp, *tool_cache, *file_commands_dir, *event_path;
-    json_t *contexts; /* github, env, vars, secrets, matrix, strategy, needs, inputs, job, runner, steps */
+    json_t *contexts; /* github, env, vars, secrets, matrix, strategy, needs, inputs, job, runner,
+                         steps */
     json_t *job_env;  /* workflow + job env, then GITHUB_ENV additions */
     struct file_commands_path_list path;
     const char *default_shell, *default_working_directory;
@@ -89,6 +92,8 @@ struct worker {
     struct running_step *current;
     uv_signal_t sigint, sigterm;
     uv_async_t cancel_async;
+    uv_timer_t advance; /* moves to the next step from a fresh loop turn, never from a
+                           callback of the step that just ended */
 };
 
 static struct worker *current_worker;
@@ -110,9 +115,9 @@ static char *new_guid(void)
             b[i] = (unsigned char)rand();
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    return xasprintf("%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-                     b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11],
-                     b[12], b[13], b[14], b[15]);
+    return xasprintf("%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+                     b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
+                     b[13], b[14], b[15]);
 }
 
 static const char *status_name(enum job_status s)
@@ -143,8 +148,8 @@ static int fn_failure(void *host, const struct expr_value *args, size_t n, struc
     return 0;
 }
 
-static int fn_cancelled(void *host, const struct expr_value *args, size_t n,
-                        struct expr_value *out, struct error *err)
+static int fn_cancelled(void *host, const struct expr_value *args, size_t n, struct expr_value *out,
+                        struct error *err)
 {
     (void)args, (void)n, (void)err;
     struct worker *w = host;
@@ -173,9 +178,11 @@ static const struct expr_parse_options step_parse_options = {step_named_values, 
 static void template_context_for(struct worker *w, struct expr_context *ec,
                                  struct template_context *tc)
 {
-    *ec = (struct expr_context){w->contexts, status_functions, w};
-    *tc = (struct template_context){ec, &step_parse_options, w->msg->file_table,
-                                    w->msg->file_count};
+    *ec = (struct expr_context){.contexts = w->contexts, .functions = status_functions, .host = w};
+    *tc = (struct template_context){.expr = ec,
+                                    .parse = &step_parse_options,
+                                    .file_table = w->msg->file_table,
+                                    .file_count = w->msg->file_count};
 }
 
 /* --- events ---------------------------------------------------------------------------- */
@@ -192,7 +199,8 @@ static struct events_output *output_list(json_t *outputs, size_t *count)
     size_t n = 0;
     const char *k;
     json_t *v;
-    json_object_foreach(outputs, k, v) {
+    json_object_foreach(outputs, k, v)
+    {
         if (json_is_string(v))
             list[n++] = (struct events_output){k, json_string_value(v)};
     }
@@ -222,8 +230,8 @@ static void report_error(struct worker *w, const struct running_step *rs, const 
 {
     char text[ERROR_MESSAGE_MAX + ERROR_WHERE_MAX + 64];
     if (err->where[0] && err->line > 0)
-        snprintf(text, sizeof text, "%s (Line: %d, Col: %d): %s", err->where, err->line,
-                 err->col, err->message);
+        snprintf(text, sizeof text, "%s (Line: %d, Col: %d): %s", err->where, err->line, err->col,
+                 err->message);
     else
         error_format(err, text, sizeof text);
     log_error_annotation(w, rs, text);
@@ -250,8 +258,7 @@ static int make_folders(struct worker *w, struct error *err)
     /* The temp folder is the job's: cleaned at start, as the official runner does. */
     if (path_remove_all(w->temp, err) < 0)
         return err->code;
-    const char *folders[] = {w->workspace, w->temp, w->tool_cache, w->file_commands_dir,
-                             event_dir};
+    const char *folders[] = {w->workspace, w->temp, w->tool_cache, w->file_commands_dir, event_dir};
     for (size_t i = 0; i < sizeof folders / sizeof folders[0]; i++)
         if (path_mkdir_all(folders[i], 0755, err) < 0)
             return err->code;
@@ -265,7 +272,8 @@ static void add_secrets(struct worker *w)
     json_t *secrets = json_object();
     const char *name;
     json_t *v;
-    json_object_foreach(w->msg->variables, name, v) {
+    json_object_foreach(w->msg->variables, name, v)
+    {
         bool is_secret = false;
         const char *value = json_get_string(v, "value");
         json_get_bool(v, "isSecret", &is_secret);
@@ -309,11 +317,11 @@ static void set_runner_context(struct worker *w)
     json_object_set_new(github, "action_repository", json_string(""));
 
     const char *environment = job_message_variable(w->msg, "system.runnerEnvironment", NULL);
-    json_t *runner = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "os", "Linux", "arch",
-                               "X64", "name", w->opt->runner_name ? w->opt->runner_name : "harrier",
-                               "tool_cache", w->tool_cache, "temp", w->temp, "workspace",
-                               w->opt->work_root, "environment",
-                               environment ? environment : "self-hosted");
+    json_t *runner =
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "os", "Linux", "arch", "X64", "name",
+                  w->opt->runner_name ? w->opt->runner_name : "harrier", "tool_cache",
+                  w->tool_cache, "temp", w->temp, "workspace", w->opt->work_root, "environment",
+                  environment ? environment : "self-hosted");
     json_object_set_new(w->contexts, "runner", runner);
     if (!json_is_object(json_get(w->contexts, "job")))
         json_object_set_new(w->contexts, "job", json_object());
@@ -373,13 +381,39 @@ static int evaluate_defaults(struct worker *w, struct error *err)
 /* --- the process environment of a step ------------------------------------------------ */
 
 /* The github context members exported as GITHUB_<KEY> (PROTOCOL.md §7.11). */
-static const char *const github_exported[] = {
-    "action", "action_path", "action_ref", "action_repository", "actor", "actor_id", "api_url",
-    "base_ref", "event_name", "event_path", "graphql_url", "head_ref", "job", "ref_name",
-    "ref_protected", "ref_type", "ref", "repository", "repository_id", "repository_owner",
-    "repository_owner_id", "retention_days", "run_attempt", "run_id", "run_number",
-    "server_url", "sha", "triggering_actor", "workflow", "workflow_ref", "workflow_sha",
-    "workspace", NULL};
+static const char *const github_exported[] = {"action",
+                                              "action_path",
+                                              "action_ref",
+                                              "action_repository",
+                                              "actor",
+                                              "actor_id",
+                                              "api_url",
+                                              "base_ref",
+                                              "event_name",
+                                              "event_path",
+                                              "graphql_url",
+                                              "head_ref",
+                                              "job",
+                                              "ref_name",
+                                              "ref_protected",
+                                              "ref_type",
+                                              "ref",
+                                              "repository",
+                                              "repository_id",
+                                              "repository_owner",
+                                              "repository_owner_id",
+                                              "retention_days",
+                                              "run_attempt",
+                                              "run_id",
+                                              "run_number",
+                                              "server_url",
+                                              "sha",
+                                              "triggering_actor",
+                                              "workflow",
+                                              "workflow_ref",
+                                              "workflow_sha",
+                                              "workspace",
+                                              NULL};
 
 static void env_set(json_t *env, const char *key, const char *value)
 {
@@ -414,8 +448,8 @@ static char **step_process_env(struct running_step *rs)
     for (int i = 0; i < FC_COUNT; i++)
         env_set(env, file_command_files[i].env, rs->files[i]);
     json_t *runner = json_get(w->contexts, "runner");
-    static const char *const runner_exported[] = {"os", "arch", "name", "tool_cache", "temp",
-                                                  "workspace", "environment", NULL};
+    static const char *const runner_exported[] = {"os",   "arch",      "name",        "tool_cache",
+                                                  "temp", "workspace", "environment", NULL};
     for (const char *const *k = runner_exported; *k; k++) {
         const char *s = json_get_string(runner, *k);
         cleanup_free char *name = xasprintf("RUNNER_%s", *k);
@@ -430,7 +464,8 @@ static char **step_process_env(struct running_step *rs)
     size_t n = 0;
     const char *key;
     json_t *value;
-    json_object_foreach(env, key, value) list[n++] = xasprintf("%s=%s", key, json_string_value(value));
+    json_object_foreach(env, key, value) list[n++] =
+        xasprintf("%s=%s", key, json_string_value(value));
     json_decref(env);
     return list;
 }
@@ -438,6 +473,11 @@ static char **step_process_env(struct running_step *rs)
 /* --- running one step ----------------------------------------------------------------- */
 
 static void start_next_step(struct worker *w);
+
+static void on_advance(uv_timer_t *t)
+{
+    start_next_step(t->data);
+}
 static void step_maybe_done(struct running_step *rs);
 
 static void on_output_line(struct running_step *rs, const char *line, size_t len)
@@ -509,6 +549,7 @@ static void on_output_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 static void on_output_closed(uv_handle_t *h)
 {
     struct running_step *rs = h->data;
+    rs->out_closing = false;
     step_maybe_done(rs);
 }
 
@@ -522,6 +563,7 @@ static void close_output(struct running_step *rs)
         on_output_line(rs, rs->partial.data, rs->partial.len);
         buf_reset(&rs->partial);
     }
+    rs->out_closing = true;
     uv_close((uv_handle_t *)&rs->out, on_output_closed);
 }
 
@@ -544,6 +586,7 @@ static void drain_output(struct running_step *rs)
 static void on_timer_closed(uv_handle_t *h)
 {
     struct running_step *rs = h->data;
+    rs->timer_closing = false;
     step_maybe_done(rs);
 }
 
@@ -556,6 +599,7 @@ static void on_step_exit(struct sandbox_step *step, const struct sandbox_step_re
     rs->result = *r;
     if (rs->timer_open) {
         rs->timer_open = false;
+        rs->timer_closing = true;
         uv_close((uv_handle_t *)&rs->timer, on_timer_closed);
     }
     drain_output(rs);
@@ -660,9 +704,9 @@ static void finish_step(struct running_step *rs, enum events_result outcome)
         w->status = JOB_FAILED;
     if (outcome == EVENTS_CANCELLED)
         w->status = JOB_CANCELLED;
-    json_t *entry = json_pack("{s:O, s:s, s:s}", "outputs", rs->outputs, "outcome",
-                              events_result_name(outcome), "conclusion",
-                              events_result_name(conclusion));
+    json_t *entry =
+        json_pack("{s:O, s:s, s:s}", "outputs", rs->outputs, "outcome", events_result_name(outcome),
+                  "conclusion", events_result_name(conclusion));
     json_object_set_new(json_get(w->contexts, "steps"), rs->step->context_name, entry);
     json_object_set_new(json_get(w->contexts, "job"), "status",
                         json_string(status_name(w->status)));
@@ -671,8 +715,7 @@ static void finish_step(struct running_step *rs, enum events_result outcome)
 
 static void step_maybe_done(struct running_step *rs)
 {
-    if (!rs->exited || rs->out_open || rs->timer_open || uv_is_closing((uv_handle_t *)&rs->out) ||
-        (rs->timer.data && uv_is_closing((uv_handle_t *)&rs->timer)))
+    if (!rs->exited || rs->out_open || rs->out_closing || rs->timer_open || rs->timer_closing)
         return;
     struct worker *w = rs->w;
     apply_file_commands(rs);
@@ -698,7 +741,7 @@ static void step_maybe_done(struct running_step *rs)
     finish_step(rs, outcome);
     w->current = NULL;
     running_step_free(rs);
-    start_next_step(w);
+    uv_timer_start(&w->advance, on_advance, 0, 0);
 }
 
 static int create_file_command_files(struct running_step *rs, struct error *err)
@@ -792,7 +835,8 @@ static void log_step_header(struct running_step *rs, const char *script, const c
         log_line(w, rs, "env:");
         const char *k;
         json_t *v;
-        json_object_foreach(step_env, k, v) {
+        json_object_foreach(step_env, k, v)
+        {
             cleanup_free char *line = xasprintf("  %s: %s", k, json_string_value(v));
             log_line(w, rs, line);
         }
@@ -900,8 +944,8 @@ static bool step_should_run(struct worker *w, const struct job_step *s, struct e
 
 static void skip_step(struct worker *w, const struct job_step *s, int number)
 {
-    json_t *entry = json_pack("{s:{}, s:s, s:s}", "outputs", "outcome", "skipped", "conclusion",
-                              "skipped");
+    json_t *entry =
+        json_pack("{s:{}, s:s, s:s}", "outputs", "outcome", "skipped", "conclusion", "skipped");
     json_object_set_new(json_get(w->contexts, "steps"), s->context_name, entry);
     events_step_finished(w->events, number, EVENTS_SKIPPED, EVENTS_SKIPPED, NULL, 0, NULL);
 }
@@ -1010,7 +1054,8 @@ static json_t *evaluate_job_outputs(struct worker *w)
     }
     const char *k;
     json_t *v;
-    json_object_foreach(values, k, v) {
+    json_object_foreach(values, k, v)
+    {
         const char *s = json_string_value(v);
         cleanup_free char *masked = masker_mask(w->masker, s, strlen(s));
         if (strcmp(masked, s) != 0) {
@@ -1024,13 +1069,6 @@ static json_t *evaluate_job_outputs(struct worker *w)
     }
     json_decref(values);
     return outputs;
-}
-
-static void close_walk(uv_handle_t *h, void *arg)
-{
-    (void)arg;
-    if (!uv_is_closing(h))
-        uv_close(h, NULL);
 }
 
 static void finish_job(struct worker *w)
@@ -1047,7 +1085,11 @@ static void finish_job(struct worker *w)
         sandbox_job_free(w->sandbox);
         w->sandbox = NULL;
     }
-    uv_walk(&w->loop, close_walk, NULL);
+    /* The loop ends when the last handle has closed: ours here, the sandbox's on its own. */
+    uv_close((uv_handle_t *)&w->sigint, NULL);
+    uv_close((uv_handle_t *)&w->sigterm, NULL);
+    uv_close((uv_handle_t *)&w->cancel_async, NULL);
+    uv_close((uv_handle_t *)&w->advance, NULL);
 }
 
 /* --- cancellation ---------------------------------------------------------------------- */
@@ -1101,8 +1143,8 @@ static int set_up(struct worker *w, struct error *err)
     return sandbox_job_new(&w->loop, &so, &w->sandbox, err);
 }
 
-int worker_run(struct job_message *message, const struct worker_options *options,
-               bool *succeeded, struct error *err)
+int worker_run(struct job_message *message, const struct worker_options *options, bool *succeeded,
+               struct error *err)
 {
     struct worker *w = xcalloc(1, sizeof *w);
     w->msg = message;
@@ -1117,6 +1159,8 @@ int worker_run(struct job_message *message, const struct worker_options *options
     uv_signal_start(&w->sigterm, on_signal, SIGTERM);
     uv_async_init(&w->loop, &w->cancel_async, on_cancel_async);
     w->cancel_async.data = w;
+    uv_timer_init(&w->loop, &w->advance);
+    w->advance.data = w;
     current_worker = w;
     events_job_started(w->events, message->job_id, message->job_display_name, NULL);
     int rc = set_up(w, err);
