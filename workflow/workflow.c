@@ -428,7 +428,9 @@ static void check_container(struct converter *c, const struct token *t, bool ser
     bool docker_prefix = image && str_starts_with(image, "docker://");
     if (docker_prefix)
         image += strlen("docker://");
-    if ((!image || !*image) && (docker_prefix || service))
+    /* GitHub lets `container: ''` (or an empty image) mean "no container", but a mapping
+     * without any image is an error. */
+    if ((!image && t->type == TOKEN_MAPPING) || ((!image || !*image) && (docker_prefix || service)))
         workflow_context_error(c->ctx, t, "Container image cannot be empty");
 }
 
@@ -462,6 +464,8 @@ static void check_environment(struct converter *c, const struct token *t)
         const struct token *key = as_string(c, KEY(t, i), "job environment key");
         if (key_is(key, "name"))
             as_string(c, VALUE(t, i), "job environment name");
+        else if (key_is(key, "deployment"))
+            as_boolean(c, VALUE(t, i), "job environment deployment");
         else if (!key_is(key, "url"))
             unexpected_value(c, key, "job environment key");
     }
@@ -776,13 +780,17 @@ static void convert_steps(struct converter *c, const struct token *t, struct wor
 
 /* ---- jobs ------------------------------------------------------------------------------- */
 
-static void count_job(struct converter *c, const struct token *id)
+/* Jobs are counted across every file; the limit is checked once all are loaded. */
+static void count_job(struct converter *c)
 {
-    int max = c->ctx->options->max_job_limit;
-    if (max > 0 && c->ctx->job_count == max)
-        workflow_context_error(c->ctx, NULL, "The workflow may not contain more than %d jobs", max);
-    (void)id;
     c->ctx->job_count++;
+}
+
+static void check_job_limit(struct workflow_context *ctx)
+{
+    int max = ctx->options->max_job_limit;
+    if (max > 0 && ctx->job_count > max)
+        workflow_context_error(ctx, NULL, "The workflow may not contain more than %d jobs", max);
 }
 
 static void convert_needs(struct converter *c, struct token *value, struct workflow_job *job)
@@ -937,7 +945,7 @@ static void convert_jobs(struct converter *c, const struct token *t, struct work
     FOR_PAIRS(jobs, i)
     {
         struct token *id = as_string(c, KEY(jobs, i), "jobs key");
-        count_job(c, id);
+        count_job(c);
         const struct token *definition = as_mapping(c, VALUE(jobs, i), "jobs value");
         convert_job(c, id, definition, &result[(*count)++]);
     }
@@ -1045,6 +1053,9 @@ int workflow_convert(struct workflow_context *ctx, const struct token *root,
     if (ctx->errors_count)
         return -1;
     if (reusable_load(&c, t) < 0 || ctx->errors_count)
+        return -1;
+    check_job_limit(ctx);
+    if (ctx->errors_count)
         return -1;
     *out = t;
     return 0;
@@ -1423,7 +1434,8 @@ static json_t *job_json(const struct workflow_job *j, enum token_json_style styl
     json_object_set_new(o, "type", json_string(j->reusable ? "reusableWorkflowJob" : "job"));
     set_token(o, "id", j->id, style);
     set_token(o, "name", j->name, style);
-    if (j->needs_count) {
+    /* A reusable workflow job always lists its needs, even none. */
+    if (j->needs_count || j->reusable) {
         json_t *needs = json_array();
         for (size_t i = 0; i < j->needs_count; i++)
             json_array_append_new(needs, token_to_json(j->needs[i], style));
@@ -1459,7 +1471,7 @@ static json_t *job_json(const struct workflow_job *j, enum token_json_style styl
         json_object_set_new(o, "steps", steps);
     }
     set_token(o, "snapshot", j->snapshot, style);
-    if (j->jobs_count)
+    if (j->reusable)
         json_object_set_new(o, "jobs", jobs_json(j->jobs, j->jobs_count, style));
     return o;
 }
