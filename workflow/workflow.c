@@ -1,6 +1,7 @@
 #include "workflow/workflow.h"
 
 #include "lib/buf.h"
+#include "workflow/expr.h"
 #include "workflow/idbuilder_internal.h"
 #include "workflow/matrix.h"
 #include "workflow/needs.h"
@@ -215,39 +216,29 @@ static bool key_is(const struct token *key, const char *name)
 
 /* ---- if conditions ---------------------------------------------------------------------- */
 
-/* Whether the expression calls success(), failure(), cancelled() or always(): identifiers
- * followed by '(' outside string literals. */
-static bool calls_status_function(const char *expr)
+/* What `if:` may use, per kind (GitHub's converter: job, step, snapshot conditions). */
+static const char *const job_if_names[] = {"github", "vars", "inputs", "needs", NULL};
+static const char *const step_if_names[] = {"github",   "vars",   "inputs", "needs",
+                                            "strategy", "matrix", "steps",  "job",
+                                            "runner",   "env",    NULL};
+static const struct expr_function job_if_functions[] = {
+    {"always", 0, 0, NULL},
+    {"failure", 0, -1, NULL},
+    {"cancelled", 0, 0, NULL},
+    {"success", 0, -1, NULL},
+    {0},
+};
+static const struct expr_function step_if_functions[] = {
+    {"always", 0, 0, NULL},  {"cancelled", 0, 0, NULL},   {"failure", 0, 0, NULL},
+    {"success", 0, 0, NULL}, {"hashFiles", 1, 255, NULL}, {0},
+};
+
+static void note_status_function(void *data, const char *name)
 {
     static const char *const status[] = {"success", "failure", "cancelled", "always"};
-    for (const char *p = expr; *p;) {
-        if (*p == '\'') {
-            for (p++; *p; p++)
-                if (*p == '\'' && *++p != '\'')
-                    break;
-            continue;
-        }
-        bool start = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || *p == '_';
-        bool after_dot = p > expr && p[-1] == '.';
-        if (!start) {
-            p++;
-            continue;
-        }
-        const char *begin = p;
-        while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-               *p == '_' || *p == '-')
-            p++;
-        const char *q = p;
-        while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r')
-            q++;
-        if (*q != '(' || after_dot)
-            continue;
-        for (size_t i = 0; i < sizeof(status) / sizeof(status[0]); i++)
-            if ((size_t)(p - begin) == strlen(status[i]) &&
-                strncasecmp(begin, status[i], (size_t)(p - begin)) == 0)
-                return true;
-    }
-    return false;
+    for (size_t i = 0; i < sizeof(status) / sizeof(status[0]); i++)
+        if (str_eq_nocase(name, status[i]))
+            *(bool *)data = true;
 }
 
 static struct token *new_expression(struct converter *c, const struct token *at, const char *expr)
@@ -285,7 +276,22 @@ static struct token *convert_if(struct converter *c, const struct token *t, cons
     }
     if (!condition || is_blank(condition))
         return new_expression(c, t, "success()");
-    if (calls_status_function(condition))
+    bool job = strcmp(kind, "Job") == 0;
+    struct expr_parse_options po = {
+        .named_values = job ? job_if_names : step_if_names,
+        .functions = job ? job_if_functions : step_if_functions,
+    };
+    struct expr *e = NULL;
+    enum expr_stage stage;
+    struct error err = {0};
+    if (expr_parse(condition, &po, &e, &stage, &err) < 0) {
+        workflow_context_error(c->ctx, t, "%s", err.message);
+        return NULL;
+    }
+    bool has_status = false;
+    expr_walk_references(e, NULL, note_status_function, &has_status);
+    expr_free(e);
+    if (has_status)
         return new_expression(c, t, condition);
     cleanup_free char *wrapped = xasprintf("success() && (%s)", condition);
     return new_expression(c, t, wrapped);
