@@ -136,9 +136,9 @@ Test(workflow, needs_errors_point_at_the_need)
     cr_assert_null(t);
     cleanup_free char *errors = errors_text();
     cr_assert_str_eq(errors,
-                     ".github/workflows/w.yml (Line: 7, Col: 17): Job 'two' depends on job "
+                     ".github/workflows/w.yml (Line: 7, Col: 18): Job 'two' depends on job "
                      "'three' which creates a cycle in the dependency graph.\n"
-                     ".github/workflows/w.yml (Line: 7, Col: 24): Job 'two' depends on unknown "
+                     ".github/workflows/w.yml (Line: 7, Col: 25): Job 'two' depends on unknown "
                      "job 'ghost'.\n"
                      ".github/workflows/w.yml (Line: 11, Col: 12): Job 'three' depends on job "
                      "'two' which creates a cycle in the dependency graph.\n");
@@ -234,10 +234,10 @@ Test(workflow, reusable_workflows_are_loaded_and_checked)
         errors,
         ".github/workflows/w.yml (Line: 4, Col: 11): Input env is required, but not "
         "provided while calling.\n"
+        ".github/workflows/w.yml (Line: 5, Col: 19): Invalid input, other is not defined "
+        "in the referenced workflow.\n"
         ".github/workflows/w.yml (Line: 4, Col: 11): Secret token is required, but not "
         "provided while calling.\n"
-        ".github/workflows/w.yml (Line: 5, Col: 20): Invalid input, other is not defined "
-        "in the referenced workflow.\n"
         ".github/workflows/w.yml (Line: 3, Col: 3): "
         "Error calling workflow 'o/r/.github/workflows/deploy.yml@v1'. The nested job "
         "'deploy' is requesting 'contents: write', but is only allowed 'contents: read'.\n");
