@@ -833,7 +833,7 @@ static void convert_job_property(struct converter *c, const struct token *key, s
         check_runs_on(c, value);
         job->runs_on = value;
     } else if (strcmp(name, "snapshot") == 0) {
-        if (!c->ctx->options->features.snapshot) {
+        if (c->ctx->options->features.no_snapshot) {
             workflow_context_error(c->ctx, key, "The key 'snapshot' is not allowed");
             return;
         }

@@ -100,7 +100,7 @@ struct workflow_template {
 struct workflow_features {
     bool no_id_token;               /* refuse permissions: id-token */
     bool long_matrix_ids;           /* matrix ids up to 100 characters, not 25 */
-    bool snapshot;                  /* allow jobs' `snapshot:` */
+    bool no_snapshot;               /* refuse jobs' `snapshot:` (custom images) */
     bool models_permission;         /* allow permissions: models */
     bool vulnerability_alerts;      /* allow permissions: vulnerability-alerts */
     bool service_container_command; /* allow services' entrypoint/command */

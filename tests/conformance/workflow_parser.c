@@ -225,8 +225,6 @@ static bool run_case(const char *dir, const char *name, char **why)
 
     struct run r = {.cf = &cf, .options = &co, .reusable = strstr(name, "reusable") != NULL};
     struct workflow_options wo = {
-        /* The corpus comes from GitHub's service, where jobs may take snapshots. */
-        .features = {.snapshot = true},
         .permissions_policy = co.permissions_policy,
         .max_job_limit = co.max_job_limit,
         .max_nested_depth = co.max_nested,
