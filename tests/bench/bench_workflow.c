@@ -1,0 +1,127 @@
+/* Benchmark: read and convert a generated workflow of 500 jobs x 20 steps, each job with a
+ * 16-way matrix, against the time libyaml alone takes to parse the same text (measured in
+ * the same run). Prints the ratio. */
+#include "lib/buf.h"
+#include "lib/mem.h"
+#include "workflow/workflow.h"
+#include "workflow/yaml_reader.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <yaml.h>
+
+enum { JOBS = 500, STEPS = 20, ROUNDS = 9 };
+static const double TARGET_RATIO = 8.0;
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static char *generate(void)
+{
+    struct buf b = BUF_INIT;
+    buf_puts(&b, "name: bench\non:\n  push:\n    branches: [main]\nenv:\n  GLOBAL: x\njobs:\n");
+    for (int j = 0; j < JOBS; j++) {
+        buf_printf(&b, "  job_%d:\n", j);
+        if (j > 0)
+            buf_printf(&b, "    needs: [job_%d]\n", j - 1);
+        buf_puts(&b, "    runs-on: ubuntu-latest\n"
+                     "    timeout-minutes: 30\n"
+                     "    strategy:\n"
+                     "      fail-fast: false\n"
+                     "      matrix:\n"
+                     "        os: [ubuntu, windows, macos, arm]\n"
+                     "        node: [18, 20, 22, 24]\n"
+                     "    env:\n"
+                     "      JOB_ENV: value\n"
+                     "    steps:\n");
+        for (int s = 0; s < STEPS; s++) {
+            if (s % 4 == 0)
+                buf_printf(&b, "      - uses: actions/setup-node@v4\n"
+                               "        with:\n"
+                               "          node-version: '20'\n"
+                               "          cache: npm\n");
+            else
+                buf_printf(&b,
+                           "      - name: step %d\n"
+                           "        if: github.ref == 'refs/heads/main'\n"
+                           "        run: |\n"
+                           "          echo building part %d\n"
+                           "          make -j4 target-%d\n",
+                           s, s, s);
+        }
+    }
+    return buf_steal(&b);
+}
+
+static double libyaml_parse(const char *text, size_t len)
+{
+    double start = now();
+    yaml_parser_t parser;
+    yaml_event_t event;
+    yaml_parser_initialize(&parser);
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    for (;;) {
+        if (!yaml_parser_parse(&parser, &event))
+            break;
+        bool done = event.type == YAML_STREAM_END_EVENT;
+        yaml_event_delete(&event);
+        if (done)
+            break;
+    }
+    yaml_parser_delete(&parser);
+    return now() - start;
+}
+
+static double read_and_convert(const char *text, size_t len, size_t *jobs)
+{
+    double start = now();
+    struct arena arena;
+    arena_init(&arena, 1 << 20);
+    struct workflow_options options = {0};
+    struct workflow_context ctx;
+    workflow_context_init(&ctx, &arena, &options);
+    int file = workflow_context_add_file(&ctx, ".github/workflows/bench.yml");
+    struct yaml_reader_options o = {.file_name = ".github/workflows/bench.yml",
+                                    .file = file,
+                                    .max_nodes = 10000000,
+                                    .max_file_size = 64 << 20 /* past GitHub's 1 MiB */};
+    struct token *root = NULL;
+    struct error err = {0};
+    struct workflow_template *t = NULL;
+    if (yaml_reader_load(&arena, text, len, &o, &root, &err) == 0)
+        workflow_convert(&ctx, root, &t);
+    *jobs = t ? t->jobs_count : 0;
+    if (!t)
+        fprintf(stderr, "bench workflow: %s\n", ctx.errors_count ? ctx.errors[0] : err.message);
+    arena_free(&arena);
+    return now() - start;
+}
+
+int main(void)
+{
+    cleanup_free char *text = generate();
+    size_t len = strlen(text);
+    double best_base = 1e9, best = 1e9;
+    size_t jobs = 0;
+    for (int r = 0; r < ROUNDS; r++) {
+        double b = libyaml_parse(text, len);
+        double c = read_and_convert(text, len, &jobs);
+        best_base = b < best_base ? b : best_base;
+        best = c < best ? c : best;
+    }
+    if (jobs != JOBS) {
+        printf("bench workflow: conversion failed (%zu jobs) MISSED\n", jobs);
+        return 1;
+    }
+    double ratio = best / best_base;
+    printf("bench workflow: read+convert %zu KiB, %d jobs x %d steps, 16-way matrices: %.1f ms vs "
+           "libyaml parse alone %.1f ms: %.2fx (target <= %.0fx) %s\n",
+           len / 1024, JOBS, STEPS, best * 1e3, best_base * 1e3, ratio, TARGET_RATIO,
+           ratio <= TARGET_RATIO ? "ok" : "MISSED");
+    return 0;
+}
