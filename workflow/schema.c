@@ -9,13 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The expression module may not be linked into every program that reads YAML (until the
- * expression branch lands, and in fuzzers built without it): without it, ${{ }} is split
- * and typed but its syntax is not checked. */
-#pragma weak expr_parse
-#pragma weak expr_free
-#pragma weak expr_walk_references
-
 #define OPEN_EXPRESSION "${{"
 #define CLOSE_EXPRESSION "}}"
 
@@ -253,8 +246,6 @@ static bool parse_function(struct arena *arena, const char *item, struct expr_fu
 static int check_expression(struct schema_context *ctx, const char *text,
                             const char *const *allowed, struct error *err)
 {
-    if (!expr_parse)
-        return 0;
     size_t n = 0;
     while (allowed && allowed[n])
         n++;
@@ -974,7 +965,7 @@ struct token *schema_if_condition(struct schema_context *ctx, const struct token
         final = arena_strdup(ctx->arena, "success()");
     } else {
         bool has_status = false, parsed = false;
-        if (expr_parse) {
+        {
             struct expr *e = NULL;
             enum expr_stage stage;
             struct error err = {0};
