@@ -185,6 +185,14 @@ static int text_compare_nocase(const char *a, size_t an, const char *b, size_t b
 {
     size_t i = 0, j = 0;
     while (i < an && j < bn) {
+        unsigned char a0 = (unsigned char)a[i], b0 = (unsigned char)b[j];
+        if (a0 < 0x80 && b0 < 0x80) { /* the common case, without decoding */
+            uint32_t ua = unicode_upper(a0), ub = unicode_upper(b0);
+            if (ua != ub)
+                return ua < ub ? -1 : 1;
+            i++, j++;
+            continue;
+        }
         size_t sa, sb;
         uint32_t ca = unicode_upper(utf8_decode((const unsigned char *)a + i, an - i, &sa));
         uint32_t cb = unicode_upper(utf8_decode((const unsigned char *)b + j, bn - j, &sb));
