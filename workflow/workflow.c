@@ -23,72 +23,33 @@ struct converter {
 
 /* ---- context ---------------------------------------------------------------------------- */
 
-void workflow_context_init(struct workflow_context *ctx, struct arena *arena,
+void workflow_context_init(struct workflow_context *ctx, struct schema_context *schema,
                            const struct workflow_options *options)
 {
     static const struct workflow_options defaults;
     memset(ctx, 0, sizeof(*ctx));
-    ctx->arena = arena;
+    ctx->schema = schema;
     ctx->options = options ? options : &defaults;
 }
 
 int workflow_context_add_file(struct workflow_context *ctx, const char *name)
 {
-    for (size_t i = 0; i < ctx->files_count; i++)
-        if (str_eq_nocase(ctx->files[i], name))
-            return (int)i + 1;
-    if (ctx->files_count == ctx->files_cap) {
-        size_t cap = ctx->files_cap ? ctx->files_cap * 2 : 4;
-        char **files = arena_alloc(ctx->arena, cap * sizeof(*files));
-        if (ctx->files_count)
-            memcpy(files, ctx->files, ctx->files_count * sizeof(*files));
-        ctx->files = files;
-        ctx->files_cap = cap;
-    }
-    ctx->files[ctx->files_count++] = arena_strdup(ctx->arena, name);
-    return (int)ctx->files_count;
+    return schema_context_add_file(ctx->schema, name);
 }
 
 const char *workflow_context_file_name(const struct workflow_context *ctx, int file)
 {
-    return file >= 1 && (size_t)file <= ctx->files_count ? ctx->files[file - 1] : NULL;
+    return schema_context_file_name(ctx->schema, file);
+}
+
+size_t workflow_context_error_count(const struct workflow_context *ctx)
+{
+    return ctx->schema->nerrors;
 }
 
 void workflow_context_add_error(struct workflow_context *ctx, const char *message)
 {
-    if (ctx->errors_count >= WORKFLOW_MAX_ERRORS)
-        return;
-    if (!ctx->errors)
-        ctx->errors = arena_alloc(ctx->arena, WORKFLOW_MAX_ERRORS * sizeof(*ctx->errors));
-    if (utf16_length(message) > WORKFLOW_MAX_ERROR_LENGTH) {
-        size_t keep = utf16_prefix_bytes(message, WORKFLOW_MAX_ERROR_LENGTH);
-        ctx->errors[ctx->errors_count++] =
-            arena_printf(ctx->arena, "%.*s[...]", (int)keep, message);
-        return;
-    }
-    ctx->errors[ctx->errors_count++] = arena_strdup(ctx->arena, message);
-}
-
-static char *error_prefix_of(const struct workflow_context *ctx, const struct token *at)
-{
-    const char *file = at ? workflow_context_file_name(ctx, at->file) : NULL;
-    bool has_position = at && at->line > 0;
-    if (file && has_position)
-        return xasprintf("%s (Line: %d, Col: %d): ", file, at->line, at->col);
-    if (file)
-        return xasprintf("%s: ", file);
-    if (has_position)
-        return xasprintf("(Line: %d, Col: %d): ", at->line, at->col);
-    return xstrdup("");
-}
-
-static void context_verror(struct workflow_context *ctx, const struct token *at, const char *fmt,
-                           va_list ap)
-{
-    cleanup_free char *prefix = error_prefix_of(ctx, at);
-    cleanup_free char *message = xvasprintf(fmt, ap);
-    cleanup_free char *full = xasprintf("%s%s", prefix, message);
-    workflow_context_add_error(ctx, full);
+    schema_context_error(ctx->schema, NULL, 0, "%s", message);
 }
 
 void workflow_context_error(struct workflow_context *ctx, const struct token *at, const char *fmt,
@@ -96,8 +57,9 @@ void workflow_context_error(struct workflow_context *ctx, const struct token *at
 {
     va_list ap;
     va_start(ap, fmt);
-    context_verror(ctx, at, fmt, ap);
+    cleanup_free char *message = xvasprintf(fmt, ap);
     va_end(ap);
+    schema_context_error(ctx->schema, at, at ? at->file : 0, "%s", message);
 }
 
 /* ---- assertions (GitHub's AssertX: wrong type ends the conversion) ------------------------ */
@@ -173,7 +135,7 @@ static void as_number(struct converter *c, const struct token *t, const char *wh
 static void unexpected_value(struct converter *c, const struct token *literal, const char *what)
 {
     throw(c, "Error while reading '%s'. Unexpected value '%s'", what,
-          token_to_display_string(c->ctx->arena, literal));
+          token_to_display_string(c->ctx->schema->arena, literal));
 }
 
 static bool is_expression(const struct token *t)
@@ -243,9 +205,9 @@ static void note_status_function(void *data, const char *name)
 
 static struct token *new_expression(struct converter *c, const struct token *at, const char *expr)
 {
-    struct token *t = arena_alloc(c->ctx->arena, sizeof(*t));
+    struct token *t = arena_alloc(c->ctx->schema->arena, sizeof(*t));
     t->type = TOKEN_EXPRESSION;
-    t->u.expression = arena_strdup(c->ctx->arena, expr);
+    t->u.expression = arena_strdup(c->ctx->schema->arena, expr);
     if (at) {
         t->file = at->file;
         t->line = at->line;
@@ -398,7 +360,7 @@ static void check_container(struct converter *c, const struct token *t, bool ser
                 FOR_PAIRS(value, k)
                 {
                     cleanup_free char *item = xasprintf(
-                        "container env %s", token_to_display_string(c->ctx->arena, KEY(value, k)));
+                        "container env %s", token_to_display_string(c->ctx->schema->arena, KEY(value, k)));
                     as_string(c, VALUE(value, k), item);
                 }
             } else if (strcmp(name, "entrypoint") == 0 || strcmp(name, "command") == 0) {
@@ -411,7 +373,7 @@ static void check_container(struct converter *c, const struct token *t, bool ser
                 for (size_t k = 0; k < value->u.sequence.count; k++) {
                     const struct token *item = value->u.sequence.items[k];
                     cleanup_free char *w = xasprintf("container %s %s", name,
-                                                     token_to_display_string(c->ctx->arena, item));
+                                                     token_to_display_string(c->ctx->schema->arena, item));
                     as_string(c, item, w);
                 }
             } else if (strcmp(name, "credentials") == 0) {
@@ -587,7 +549,7 @@ static enum workflow_permission_level convert_level(struct converter *c, const s
 static struct workflow_permissions *convert_permissions(struct converter *c, const struct token *t)
 {
     const struct workflow_features *f = &c->ctx->options->features;
-    struct workflow_permissions *p = arena_alloc(c->ctx->arena, sizeof(*p));
+    struct workflow_permissions *p = arena_alloc(c->ctx->schema->arena, sizeof(*p));
     if (t->type == TOKEN_STRING) {
         if (key_is(t, "read-all"))
             permissions_fill(p, WORKFLOW_LEVEL_READ, true, true, f->models_permission,
@@ -761,7 +723,7 @@ static void convert_steps(struct converter *c, const struct token *t, struct wor
     const struct token *seq = as_sequence(c, t, "job steps");
     struct id_builder ids;
     id_builder_init(&ids);
-    job->steps = arena_alloc(c->ctx->arena, (seq->u.sequence.count + 1) * sizeof(*job->steps));
+    job->steps = arena_alloc(c->ctx->schema->arena, (seq->u.sequence.count + 1) * sizeof(*job->steps));
     job->steps_count = seq->u.sequence.count;
     /* The builder is heap memory: free it even when a step throws. */
     struct converter inner = {.ctx = c->ctx};
@@ -779,7 +741,7 @@ static void convert_steps(struct converter *c, const struct token *t, struct wor
         cleanup_free char *segment = xasprintf("__%s", base);
         id_builder_append_segment(&ids, segment);
         const char *id = id_builder_build(&ids, true, ID_MAX_LENGTH);
-        step->id = arena_strdup(c->ctx->arena, id ? id : "");
+        step->id = arena_strdup(c->ctx->schema->arena, id ? id : "");
     }
     id_builder_free(&ids);
 }
@@ -802,13 +764,13 @@ static void check_job_limit(struct workflow_context *ctx)
 static void convert_needs(struct converter *c, struct token *value, struct workflow_job *job)
 {
     if (value->type == TOKEN_STRING) {
-        job->needs = arena_alloc(c->ctx->arena, sizeof(*job->needs));
+        job->needs = arena_alloc(c->ctx->schema->arena, sizeof(*job->needs));
         job->needs[0] = value;
         job->needs_count = 1;
         return;
     }
     const struct token *seq = as_sequence(c, value, "job needs");
-    job->needs = arena_alloc(c->ctx->arena, (seq->u.sequence.count + 1) * sizeof(*job->needs));
+    job->needs = arena_alloc(c->ctx->schema->arena, (seq->u.sequence.count + 1) * sizeof(*job->needs));
     for (size_t i = 0; i < seq->u.sequence.count; i++)
         job->needs[job->needs_count++] = as_string(c, seq->u.sequence.items[i], "job needs item");
 }
@@ -945,7 +907,7 @@ static void convert_jobs(struct converter *c, const struct token *t, struct work
 {
     const struct token *jobs = as_mapping(c, t, "jobs");
     size_t n = jobs->u.mapping.count;
-    struct workflow_job *result = arena_alloc(c->ctx->arena, (n + 1) * sizeof(*result));
+    struct workflow_job *result = arena_alloc(c->ctx->schema->arena, (n + 1) * sizeof(*result));
     *out = result;
     *count = 0;
     FOR_PAIRS(jobs, i)
@@ -955,9 +917,9 @@ static void convert_jobs(struct converter *c, const struct token *t, struct work
         const struct token *definition = as_mapping(c, VALUE(jobs, i), "jobs value");
         convert_job(c, id, definition, &result[(*count)++]);
     }
-    if (c->ctx->errors_count)
+    if (c->ctx->schema->nerrors)
         return;
-    struct needs_job *graph = arena_alloc(c->ctx->arena, (n + 1) * sizeof(*graph));
+    struct needs_job *graph = arena_alloc(c->ctx->schema->arena, (n + 1) * sizeof(*graph));
     for (size_t i = 0; i < n; i++) {
         graph[i].id = str_of(result[i].id);
         graph[i].needs = result[i].needs;
@@ -992,7 +954,7 @@ static void collect_input_types(struct converter *c, const struct token *on,
         return;
     as_mapping(c, inputs, "on-workflow_dispatch-inputs");
     t->input_types =
-        arena_alloc(c->ctx->arena, (inputs->u.mapping.count + 1) * sizeof(*t->input_types));
+        arena_alloc(c->ctx->schema->arena, (inputs->u.mapping.count + 1) * sizeof(*t->input_types));
     FOR_PAIRS(inputs, i)
     {
         const char *name = as_string(c, KEY(inputs, i), "inputs key")->u.string;
@@ -1050,18 +1012,18 @@ int workflow_convert(struct workflow_context *ctx, const struct token *root,
                      struct workflow_template **out)
 {
     *out = NULL;
-    if (!root || ctx->errors_count)
+    if (!root || ctx->schema->nerrors)
         return -1;
     struct converter c = {.ctx = ctx};
-    struct workflow_template *t = arena_alloc(ctx->arena, sizeof(*t));
+    struct workflow_template *t = arena_alloc(ctx->schema->arena, sizeof(*t));
     if (setjmp(c.thrown) == 0)
         convert_root(&c, root, t);
-    if (ctx->errors_count)
+    if (ctx->schema->nerrors)
         return -1;
-    if (reusable_load(&c, t) < 0 || ctx->errors_count)
+    if (reusable_load(&c, t) < 0 || ctx->schema->nerrors)
         return -1;
     check_job_limit(ctx);
-    if (ctx->errors_count)
+    if (ctx->schema->nerrors)
         return -1;
     *out = t;
     return 0;
@@ -1109,7 +1071,7 @@ static void validate_embedded_permissions(struct converter *c, const struct work
         workflow_context_error(c->ctx, call->id,
                                "Error calling workflow '%s'. The nested job '%s' is requesting "
                                "'%s', but is only allowed '%s'.",
-                               ref, token_to_display_string(c->ctx->arena, embedded->name),
+                               ref, token_to_display_string(c->ctx->schema->arena, embedded->name),
                                buf_cstr(&want), buf_cstr(&allowed));
     else if (want.len)
         workflow_context_error(c->ctx, call->id,
@@ -1149,7 +1111,7 @@ static void check_input_value(struct converter *c, const char *type, const struc
                                             : true;
     if (!ok)
         workflow_context_error(c->ctx, value, "Unexpected value '%s'",
-                               token_to_display_string(c->ctx->arena, value));
+                               token_to_display_string(c->ctx->schema->arena, value));
 }
 
 static void check_undefined(struct converter *c, const struct token *definitions,
@@ -1325,16 +1287,18 @@ static void convert_referenced(struct converter *c, const struct token *root,
 static void prefix_errors(struct converter *c, const struct workflow_job *job, size_t from,
                           size_t to)
 {
-    struct workflow_context *ctx = c->ctx;
-    const char *caller = workflow_context_file_name(ctx, job->ref->file);
+    struct schema_context *schema = c->ctx->schema;
+    const char *caller = workflow_context_file_name(c->ctx, job->ref->file);
     if (!caller)
         caller = "";
-    for (size_t i = from; i < to && i < ctx->errors_count; i++) {
-        if (*caller && str_starts_with(ctx->errors[i], caller))
+    for (size_t i = from; i < to && i < schema->nerrors; i++) {
+        char *message = schema->errors[i].message;
+        if (*caller && str_starts_with(message, caller))
             continue;
-        ctx->errors[i] =
-            arena_printf(ctx->arena, "In %s (Line: %d, Col: %d): Error from called workflow %s: %s",
-                         caller, job->ref->line, job->ref->col, str_of(job->ref), ctx->errors[i]);
+        schema->errors[i].message =
+            xasprintf("In %s (Line: %d, Col: %d): Error from called workflow %s: %s", caller,
+                      job->ref->line, job->ref->col, str_of(job->ref), message);
+        free(message);
     }
 }
 
@@ -1351,28 +1315,28 @@ static void load_recursive(struct converter *c, struct workflow_job *job, int de
     const struct workflow_options *o = ctx->options;
     if (depth > max_depth(o))
         throw(c, "Nested reusable workflow depth exceeded %d.", max_depth(o));
-    size_t first = ctx->errors_count;
+    size_t first = ctx->schema->nerrors;
     bool found = true;
     struct token *root = o->load(o->load_data, ctx, str_of(job->ref), &found);
-    if (!found && ctx->errors_count == first)
+    if (!found && ctx->schema->nerrors == first)
         workflow_context_error(ctx, job->ref, "Unable to find reusable workflow");
-    if (ctx->errors_count == first && root) {
+    if (ctx->schema->nerrors == first && root) {
         struct converter inner = {.ctx = ctx};
         if (setjmp(inner.thrown)) {
             /* The thrown error itself goes up unprefixed, as GitHub's exception does. */
-            prefix_errors(c, job, first, ctx->errors_count - 1);
+            prefix_errors(c, job, first, ctx->schema->nerrors - 1);
             longjmp(c->thrown, 1);
         }
         convert_referenced(&inner, root, job);
     }
-    prefix_errors(c, job, first, ctx->errors_count);
-    if (ctx->errors_count)
+    prefix_errors(c, job, first, ctx->schema->nerrors);
+    if (ctx->schema->nerrors)
         return;
     for (size_t i = 0; i < job->jobs_count; i++) {
         if (!job->jobs[i].reusable)
             continue;
         load_recursive(c, &job->jobs[i], depth + 1);
-        if (ctx->errors_count)
+        if (ctx->schema->nerrors)
             return;
     }
 }
@@ -1380,7 +1344,7 @@ static void load_recursive(struct converter *c, struct workflow_job *job, int de
 static int reusable_load(struct converter *c, struct workflow_template *t)
 {
     const struct workflow_options *o = c->ctx->options;
-    if (o->skip_reusable || !o->load || c->ctx->errors_count)
+    if (o->skip_reusable || !o->load || c->ctx->schema->nerrors)
         return 0;
     if (setjmp(c->thrown))
         return -1;
@@ -1388,7 +1352,7 @@ static int reusable_load(struct converter *c, struct workflow_template *t)
         if (!t->jobs[i].reusable)
             continue;
         load_recursive(c, &t->jobs[i], 1);
-        if (c->ctx->errors_count)
+        if (c->ctx->schema->nerrors)
             return -1;
     }
     return 0;
@@ -1511,16 +1475,17 @@ json_t *workflow_template_to_json(const struct workflow_context *ctx,
         if (t->jobs_count)
             json_object_set_new(o, "jobs", jobs_json(t->jobs, t->jobs_count, style));
     }
-    if (ctx && include_file_table && ctx->files_count) {
+    if (ctx && include_file_table && ctx->schema->nfiles) {
         json_t *files = json_array();
-        for (size_t i = 0; i < ctx->files_count; i++)
-            json_array_append_new(files, json_string(ctx->files[i]));
+        for (size_t i = 0; i < ctx->schema->nfiles; i++)
+            json_array_append_new(files, json_string(ctx->schema->files[i]));
         json_object_set_new(o, "file-table", files);
     }
-    if (ctx && ctx->errors_count) {
+    if (ctx && ctx->schema->nerrors) {
         json_t *errors = json_array();
-        for (size_t i = 0; i < ctx->errors_count; i++)
-            json_array_append_new(errors, json_pack("{s:s}", "Message", ctx->errors[i]));
+        for (size_t i = 0; i < ctx->schema->nerrors; i++)
+            json_array_append_new(errors,
+                                  json_pack("{s:s}", "Message", ctx->schema->errors[i].message));
         json_object_set_new(o, "errors", errors);
     }
     return o;

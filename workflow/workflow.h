@@ -3,12 +3,14 @@
  * id, if = success(), generated step ids), needs checked, strategies, containers, services,
  * concurrency and environments validated early, permissions, and reusable workflows loaded
  * through a callback, with GitHub's limits and errors. Everything lives in the context's arena.
- * The context also holds what GitHub's TemplateContext holds for a parse: the file table and
- * the error list (at most 10 errors, each cut at 500 characters). */
+ * The context shares the schema's (workflow/schema.h): one file table and one error list (at
+ * most 10 errors, each cut at 500 characters) for reading and converting, as GitHub's
+ * TemplateContext. */
 #ifndef HARRIER_WORKFLOW_WORKFLOW_H
 #define HARRIER_WORKFLOW_WORKFLOW_H
 
 #include "lib/mem.h"
+#include "workflow/schema.h"
 #include "workflow/token.h"
 
 #include <jansson.h>
@@ -109,9 +111,9 @@ struct workflow_features {
 struct workflow_context;
 
 /* Reads a called workflow (ref as written after `uses:`, e.g. "org/repo/.github/workflows/
- * x.yml@v1" or "./.github/workflows/x.yml"): registers it with workflow_context_add_file,
- * reads and schema-checks it, and returns its root token; or adds the errors to the context
- * and returns NULL. found is set false when there is no such workflow. */
+ * x.yml@v1" or "./.github/workflows/x.yml"), typically with schema_read_workflow(ctx->schema,
+ * ref, …), and returns its root token; or NULL with the errors in the context. found is set
+ * false when there is no such workflow. */
 typedef struct token *workflow_load_fn(void *data, struct workflow_context *ctx, const char *ref,
                                        bool *found);
 
@@ -127,19 +129,16 @@ struct workflow_options {
     void *load_data;
 };
 
+/* One parse: the schema context (file table, errors, arena) the workflow was read with, and
+ * what the conversion adds. */
 struct workflow_context {
-    struct arena *arena;
+    struct schema_context *schema;
     const struct workflow_options *options;
-    char **files; /* file table: names by id - 1 */
-    size_t files_count, files_cap;
-    char **errors; /* full messages ("file (Line: l, Col: c): message") */
-    size_t errors_count;
-    int job_count;
-    void *internal; /* the converter's state while it runs */
+    int job_count; /* across every file, for max_job_limit */
 };
 
-/* Sets up ctx (options and arena are borrowed; they must outlive it). */
-void workflow_context_init(struct workflow_context *ctx, struct arena *arena,
+/* Sets up ctx over a schema context (both borrowed; they must outlive ctx). */
+void workflow_context_init(struct workflow_context *ctx, struct schema_context *schema,
                            const struct workflow_options *options);
 /* The file id of name (1-based), adding it to the file table when new. */
 int workflow_context_add_file(struct workflow_context *ctx, const char *name);
@@ -148,8 +147,9 @@ const char *workflow_context_file_name(const struct workflow_context *ctx, int f
  * or just the message, as much as `at` tells. at may be NULL. */
 void workflow_context_error(struct workflow_context *ctx, const struct token *at, const char *fmt,
                             ...) __attribute__((format(printf, 3, 4)));
-/* Adds a message as it is (already prefixed). */
+/* Adds a message as it is (no position). */
 void workflow_context_add_error(struct workflow_context *ctx, const char *message);
+size_t workflow_context_error_count(const struct workflow_context *ctx);
 
 /* Converts the root token of a read workflow. Returns 0 with *out set, or -1 when ctx has
  * errors (then *out is NULL, as GitHub throws the model away). Errors already in ctx (from

@@ -5,6 +5,7 @@
 #include "lib/buf.h"
 #include "lib/json.h"
 #include "lib/mem.h"
+#include "workflow/schema.h"
 #include "workflow/workflow.h"
 #include "workflow/yaml_reader.h"
 
@@ -51,7 +52,7 @@ struct case_options {
     char *permissions_policy;
     int max_depth, max_job_limit, max_nested;
     long max_file_size, max_result_size;
-    bool skip_reusable;
+    bool skip_reusable, background_steps;
 };
 
 static const struct token *option(const struct token *m, const char *key)
@@ -91,6 +92,8 @@ static void read_options(struct arena *arena, const struct document *doc, struct
     o->max_nested = option_int(m, "max-nested-reusable-workflows-depth");
     o->max_file_size = option_int(m, "max-file-size");
     o->max_result_size = option_int(m, "max-result-size");
+    t = option(option(m, "experimental-features"), "allowBackgroundSteps");
+    o->background_steps = t && t->type == TOKEN_BOOLEAN && t->u.boolean;
     t = option(m, "skip-reusable-workflows");
     o->skip_reusable = t && t->type == TOKEN_BOOLEAN && t->u.boolean;
 }
@@ -104,23 +107,11 @@ struct run {
 static struct token *read_workflow(struct workflow_context *ctx, const struct case_options *o,
                                    const char *name, const char *text, size_t len)
 {
-    int file = workflow_context_add_file(ctx, name);
     struct yaml_reader_options yo = {
-        .file_name = name,
-        .file = file,
         .max_depth = o->max_depth,
         .max_file_size = (size_t)o->max_file_size,
     };
-    struct token *root = NULL;
-    struct error err = {0};
-    if (yaml_reader_load(ctx->arena, text, len, &yo, &root, &err) < 0) {
-        if (err.line > 0)
-            workflow_context_add_error(ctx, err.message);
-        else
-            workflow_context_error(ctx, NULL, "%s: %s", name, err.message);
-        return NULL;
-    }
-    return root;
+    return schema_read_workflow(ctx->schema, name, text, len, &yo);
 }
 
 static struct token *load_called(void *data, struct workflow_context *ctx, const char *ref,
@@ -232,8 +223,12 @@ static bool run_case(const char *dir, const char *name, char **why)
         .load = load_called,
         .load_data = &r,
     };
+    struct schema_context schema;
+    schema_context_init(&schema, &arena, &schema_workflow);
+    schema.max_bytes = (size_t)co.max_result_size;
+    schema.background_steps = co.background_steps;
     struct workflow_context ctx;
-    workflow_context_init(&ctx, &arena, &wo);
+    workflow_context_init(&ctx, &schema, &wo);
     cleanup_free char *file_name = xasprintf(".github/workflows/%s", name);
     struct token *root = read_workflow(&ctx, &co, file_name, cf.docs[1].text, cf.docs[1].len);
     struct workflow_template *t = NULL;
@@ -260,6 +255,7 @@ static bool run_case(const char *dir, const char *name, char **why)
     }
     json_decref(got);
     json_decref(expected);
+    schema_context_free(&schema);
     arena_free(&arena);
     free(cf.content);
     return ok;

@@ -1,14 +1,15 @@
 #include "workflow/workflow.h"
 
 #include "lib/buf.h"
+#include "workflow/schema.h"
 #include "workflow/yaml_reader.h"
 
 #include <criterion/criterion.h>
 #include <string.h>
 
-/* Workflows are read with the YAML reader alone (no schema): plain strings stay strings,
- * which is all these cases need. */
+/* Workflows are read as GitHub reads them: YAML, then the schema, then the converter. */
 static struct arena arena;
+static struct schema_context schema;
 static struct workflow_context ctx;
 static struct workflow_options options;
 
@@ -16,11 +17,13 @@ static void setup(void)
 {
     arena_init(&arena, 0);
     memset(&options, 0, sizeof(options));
-    workflow_context_init(&ctx, &arena, &options);
+    schema_context_init(&schema, &arena, &schema_workflow);
+    workflow_context_init(&ctx, &schema, &options);
 }
 
 static void teardown(void)
 {
+    schema_context_free(&schema);
     arena_free(&arena);
 }
 
@@ -28,12 +31,8 @@ TestSuite(workflow, .init = setup, .fini = teardown);
 
 static struct token *read_yaml(const char *name, const char *text)
 {
-    int file = workflow_context_add_file(&ctx, name);
-    struct yaml_reader_options o = {.file_name = name, .file = file};
-    struct token *root = NULL;
-    struct error err = {0};
-    cr_assert_eq(yaml_reader_load(&arena, text, strlen(text), &o, &root, &err), 0, "%s",
-                 err.message);
+    struct token *root = schema_read_workflow(&schema, name, text, strlen(text), NULL);
+    cr_assert_not_null(root, "%s", schema.nerrors ? schema.errors[0].message : "");
     return root;
 }
 
@@ -48,8 +47,8 @@ static struct workflow_template *convert(const char *text)
 static char *errors_text(void)
 {
     struct buf b = BUF_INIT;
-    for (size_t i = 0; i < ctx.errors_count; i++)
-        buf_printf(&b, "%s\n", ctx.errors[i]);
+    for (size_t i = 0; i < schema.nerrors; i++)
+        buf_printf(&b, "%s\n", schema.errors[i].message);
     return buf_steal(&b);
 }
 
@@ -166,9 +165,15 @@ Test(workflow, ids_and_uses_are_checked)
                 "IDs starting with '__' are reserved.\n");
 }
 
+/* Tokens that skipped the schema (a caller's own tree): the converter still refuses them. */
 Test(workflow, a_wrong_type_ends_the_conversion_without_position)
 {
-    struct workflow_template *t = convert("on: push\njobs:\n  a:\n    runs-on: x\n    steps: 3\n");
+    const char *text = "on: push\njobs:\n  a:\n    runs-on: x\n    steps: 3\n";
+    struct token *root = NULL;
+    struct error err = {0};
+    cr_assert_eq(yaml_reader_load(&arena, text, strlen(text), NULL, &root, &err), 0);
+    struct workflow_template *t = NULL;
+    workflow_convert(&ctx, root, &t);
     cr_assert_null(t);
     cleanup_free char *errors = errors_text();
     cr_assert_str_eq(errors, "Unexpected type 'NumberToken' encountered while reading 'job steps'. "
@@ -262,7 +267,7 @@ Test(workflow, a_called_workflow_brings_its_jobs)
     cr_assert(t->jobs[0].inherit_secrets);
     cr_assert_eq(t->jobs[0].jobs_count, 1);
     cr_assert_str_eq(t->jobs[0].jobs[0].id->u.string, "inner");
-    cr_assert_eq(ctx.files_count, 2);
+    cr_assert_eq(schema.nfiles, 2);
 }
 
 Test(workflow, a_missing_called_workflow_is_an_error)
