@@ -279,6 +279,8 @@ static void check_concurrency(struct converter *c, const struct token *t)
                 group = as_string(c, VALUE(t, i), "group key")->u.string;
             else if (key_is(key, "cancel-in-progress"))
                 as_boolean(c, VALUE(t, i), "cancel-in-progress key");
+            else if (key_is(key, "queue"))
+                as_string(c, VALUE(t, i), "queue key");
             else
                 unexpected_value(c, key, "concurrency key");
         }
@@ -359,8 +361,9 @@ static void check_container(struct converter *c, const struct token *t, bool ser
                 as_mapping(c, value, what);
                 FOR_PAIRS(value, k)
                 {
-                    cleanup_free char *item = xasprintf(
-                        "container env %s", token_to_display_string(c->ctx->schema->arena, KEY(value, k)));
+                    cleanup_free char *item =
+                        xasprintf("container env %s",
+                                  token_to_display_string(c->ctx->schema->arena, KEY(value, k)));
                     as_string(c, VALUE(value, k), item);
                 }
             } else if (strcmp(name, "entrypoint") == 0 || strcmp(name, "command") == 0) {
@@ -372,8 +375,9 @@ static void check_container(struct converter *c, const struct token *t, bool ser
                 as_sequence(c, value, what);
                 for (size_t k = 0; k < value->u.sequence.count; k++) {
                     const struct token *item = value->u.sequence.items[k];
-                    cleanup_free char *w = xasprintf("container %s %s", name,
-                                                     token_to_display_string(c->ctx->schema->arena, item));
+                    cleanup_free char *w =
+                        xasprintf("container %s %s", name,
+                                  token_to_display_string(c->ctx->schema->arena, item));
                     as_string(c, item, w);
                 }
             } else if (strcmp(name, "credentials") == 0) {
@@ -723,7 +727,8 @@ static void convert_steps(struct converter *c, const struct token *t, struct wor
     const struct token *seq = as_sequence(c, t, "job steps");
     struct id_builder ids;
     id_builder_init(&ids);
-    job->steps = arena_alloc(c->ctx->schema->arena, (seq->u.sequence.count + 1) * sizeof(*job->steps));
+    job->steps =
+        arena_alloc(c->ctx->schema->arena, (seq->u.sequence.count + 1) * sizeof(*job->steps));
     job->steps_count = seq->u.sequence.count;
     /* The builder is heap memory: free it even when a step throws. */
     struct converter inner = {.ctx = c->ctx};
@@ -770,7 +775,8 @@ static void convert_needs(struct converter *c, struct token *value, struct workf
         return;
     }
     const struct token *seq = as_sequence(c, value, "job needs");
-    job->needs = arena_alloc(c->ctx->schema->arena, (seq->u.sequence.count + 1) * sizeof(*job->needs));
+    job->needs =
+        arena_alloc(c->ctx->schema->arena, (seq->u.sequence.count + 1) * sizeof(*job->needs));
     for (size_t i = 0; i < seq->u.sequence.count; i++)
         job->needs[job->needs_count++] = as_string(c, seq->u.sequence.items[i], "job needs item");
 }
@@ -1295,9 +1301,14 @@ static void prefix_errors(struct converter *c, const struct workflow_job *job, s
         char *message = schema->errors[i].message;
         if (*caller && str_starts_with(message, caller))
             continue;
+        /* The called file is named once, in the prefix. */
+        const char *text = message;
+        size_t ref_len = strlen(str_of(job->ref));
+        if (strncmp(text, str_of(job->ref), ref_len) == 0 && strncmp(text + ref_len, ": ", 2) == 0)
+            text += ref_len + 2;
         schema->errors[i].message =
             xasprintf("In %s (Line: %d, Col: %d): Error from called workflow %s: %s", caller,
-                      job->ref->line, job->ref->col, str_of(job->ref), message);
+                      job->ref->line, job->ref->col, str_of(job->ref), text);
         free(message);
     }
 }

@@ -234,7 +234,7 @@ static bool run_case(const char *dir, const char *name, char **why)
     struct workflow_template *t = NULL;
     if (root)
         workflow_convert(&ctx, root, &t);
-    json_t *got = workflow_template_to_json(&ctx, t, co.include_source, TOKEN_JSON_CORPUS);
+    json_t *got = workflow_template_to_json(&ctx, t, co.include_source, TOKEN_JSON_JOB_MESSAGE);
     if (!co.include_source)
         got = strip_source(got);
 
