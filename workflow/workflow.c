@@ -1501,3 +1501,195 @@ json_t *workflow_template_to_json(const struct workflow_context *ctx,
     }
     return o;
 }
+
+/* ---- events (the TypeScript parser's model of `on:`) ------------------------------------ */
+
+static json_t *string_list(const struct token *t)
+{
+    json_t *a = json_array();
+    if (t->type == TOKEN_STRING) {
+        json_array_append_new(a, json_string(t->u.string));
+        return a;
+    }
+    for (size_t i = 0; t->type == TOKEN_SEQUENCE && i < t->u.sequence.count; i++) {
+        const struct token *item = t->u.sequence.items[i];
+        json_array_append_new(a, json_string(is_scalar(item) ? str_of(item) : ""));
+    }
+    return a;
+}
+
+static json_t *scalar_json(const struct token *t)
+{
+    switch (t->type) {
+    case TOKEN_BOOLEAN:
+        return json_boolean(t->u.boolean);
+    case TOKEN_NUMBER:
+        return json_real(t->u.number);
+    case TOKEN_NULL:
+        return json_null();
+    default:
+        return json_string(t->type == TOKEN_EXPRESSION ? t->u.expression : str_of(t));
+    }
+}
+
+static json_t *input_config(struct workflow_context *ctx, const struct token *m, bool call)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "type", json_string("string"));
+    const struct token *def = NULL;
+    bool has_options = false;
+    if (m->type != TOKEN_MAPPING)
+        return o;
+    FOR_PAIRS(m, i)
+    {
+        const struct token *key = KEY(m, i), *v = VALUE(m, i);
+        if (key_is(key, "description"))
+            json_object_set_new(o, "description", json_string(str_of(v)));
+        else if (key_is(key, "required"))
+            json_object_set_new(o, "required",
+                                json_boolean(v->type == TOKEN_BOOLEAN && v->u.boolean));
+        else if (key_is(key, "default"))
+            def = v;
+        else if (key_is(key, "type"))
+            json_object_set_new(o, "type", json_string(str_of(v)));
+        else if (key_is(key, "options")) {
+            json_object_set_new(o, "options", string_list(v));
+            has_options = json_array_size(json_object_get(o, "options")) > 0;
+        } else
+            workflow_context_error(ctx, key, "Invalid key '%s'", str_of(key));
+    }
+    const char *type = json_string_value(json_object_get(o, "type"));
+    if (def && !(call && is_expression(def))) {
+        bool boolean = strcmp(type, "boolean") == 0;
+        bool stringy = strcmp(type, "string") == 0 || strcmp(type, "choice") == 0 ||
+                       strcmp(type, "environment") == 0;
+        if (boolean && def->type != TOKEN_BOOLEAN)
+            workflow_context_error(ctx, def,
+                                   "Unexpected type '%s' encountered while reading 'input "
+                                   "default'. The type 'BooleanToken' was expected.",
+                                   token_class(def));
+        else if (stringy && def->type != TOKEN_STRING)
+            workflow_context_error(ctx, def,
+                                   "Unexpected type '%s' encountered while reading 'input "
+                                   "default'. The type 'StringToken' was expected.",
+                                   token_class(def));
+        else if (boolean || stringy)
+            json_object_set_new(o, "default", scalar_json(def));
+    }
+    if (strcmp(type, "choice") == 0 && !has_options)
+        workflow_context_error(ctx, m, "Missing 'options' for choice input");
+    else if (strcmp(type, "choice") != 0 && json_object_get(o, "options"))
+        workflow_context_error(ctx, m, "Input type is not 'choice', but 'options' is defined");
+    return o;
+}
+
+static json_t *inputs_config(struct workflow_context *ctx, const struct token *m, bool call)
+{
+    json_t *o = json_object();
+    for (size_t i = 0; m->type == TOKEN_MAPPING && i < m->u.mapping.count; i++)
+        json_object_set_new(o, str_of(KEY(m, i)), input_config(ctx, VALUE(m, i), call));
+    return o;
+}
+
+static json_t *secrets_config(const struct token *m)
+{
+    json_t *o = json_object();
+    for (size_t i = 0; m->type == TOKEN_MAPPING && i < m->u.mapping.count; i++) {
+        json_t *secret = json_object();
+        const struct token *spec = VALUE(m, i);
+        for (size_t k = 0; spec->type == TOKEN_MAPPING && k < spec->u.mapping.count; k++) {
+            if (key_is(KEY(spec, k), "description"))
+                json_object_set_new(secret, "description", json_string(str_of(VALUE(spec, k))));
+            else if (key_is(KEY(spec, k), "required"))
+                json_object_set_new(secret, "required",
+                                    json_boolean(VALUE(spec, k)->type == TOKEN_BOOLEAN &&
+                                                 VALUE(spec, k)->u.boolean));
+        }
+        json_object_set_new(o, str_of(KEY(m, i)), secret);
+    }
+    return o;
+}
+
+static json_t *schedule_config(struct workflow_context *ctx, const struct token *seq)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; seq->type == TOKEN_SEQUENCE && i < seq->u.sequence.count; i++) {
+        const struct token *m = seq->u.sequence.items[i];
+        if (m->type != TOKEN_MAPPING)
+            continue;
+        json_t *entry = json_object();
+        bool valid = true;
+        FOR_PAIRS(m, k)
+        {
+            if (key_is(KEY(m, k), "cron"))
+                json_object_set_new(entry, "cron", json_string(str_of(VALUE(m, k))));
+            else if (key_is(KEY(m, k), "timezone"))
+                json_object_set_new(entry, "timezone", json_string(str_of(VALUE(m, k))));
+            else {
+                workflow_context_error(ctx, KEY(m, k), "Invalid schedule key");
+                valid = false;
+            }
+        }
+        const char *cron = json_string_value(json_object_get(entry, "cron"));
+        if (valid && cron && *cron)
+            json_array_append(a, entry);
+        else if (valid)
+            workflow_context_error(ctx, m, "Missing required key 'cron' in schedule entry");
+        json_decref(entry);
+    }
+    return a;
+}
+
+static json_t *event_config(struct workflow_context *ctx, const char *name, const struct token *v)
+{
+    static const char *const filters[] = {"branches", "branches-ignore", "tags",  "tags-ignore",
+                                          "paths",    "paths-ignore",    "types", "versions",
+                                          "names",    "workflows"};
+    json_t *o = json_object();
+    if (v->type != TOKEN_MAPPING)
+        return o;
+    bool dispatch = strcmp(name, "workflow_dispatch") == 0;
+    bool call = strcmp(name, "workflow_call") == 0;
+    FOR_PAIRS(v, i)
+    {
+        const struct token *key = KEY(v, i), *value = VALUE(v, i);
+        if ((dispatch || call) && key_is(key, "inputs")) {
+            json_object_set_new(o, "inputs", inputs_config(ctx, value, call));
+        } else if (call && key_is(key, "secrets")) {
+            json_object_set_new(o, "secrets", secrets_config(value));
+        } else if (!dispatch && !call) {
+            for (size_t f = 0; f < sizeof(filters) / sizeof(filters[0]); f++)
+                if (key_is(key, filters[f]))
+                    json_object_set_new(o, filters[f], string_list(value));
+        }
+    }
+    return o;
+}
+
+json_t *workflow_events_to_json(struct workflow_context *ctx, const struct token *on)
+{
+    json_t *events = json_object();
+    if (!on)
+        return events;
+    if (on->type == TOKEN_STRING) {
+        json_object_set_new(events, on->u.string, json_object());
+    } else if (on->type == TOKEN_SEQUENCE) {
+        for (size_t i = 0; i < on->u.sequence.count; i++)
+            json_object_set_new(events, str_of(on->u.sequence.items[i]), json_object());
+    } else if (on->type == TOKEN_MAPPING) {
+        FOR_PAIRS(on, i)
+        {
+            const char *name = str_of(KEY(on, i));
+            const struct token *value = VALUE(on, i);
+            if (value->type == TOKEN_NULL)
+                json_object_set_new(events, name, json_object());
+            else if (strcmp(name, "schedule") == 0)
+                json_object_set_new(events, name, schedule_config(ctx, value));
+            else
+                json_object_set_new(events, name, event_config(ctx, name, value));
+        }
+    } else {
+        workflow_context_error(ctx, on, "Invalid format for 'on'");
+    }
+    return events;
+}

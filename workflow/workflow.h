@@ -157,6 +157,12 @@ size_t workflow_context_error_count(const struct workflow_context *ctx);
 int workflow_convert(struct workflow_context *ctx, const struct token *root,
                      struct workflow_template **out);
 
+/* The `on:` triggers as GitHub's TypeScript parser models them (EventsConfig): each event with
+ * its branches/tags/paths (and -ignore), types, versions, names, workflows filters as string
+ * lists, schedule as [{cron, timezone}], workflow_dispatch and workflow_call inputs with types
+ * and defaults, workflow_call secrets. Errors about inputs go to ctx. New reference. */
+json_t *workflow_events_to_json(struct workflow_context *ctx, const struct token *on);
+
 /* The template as GitHub serialises it (the workflow-parser corpus's form), with errors and
  * the file table when given; style as token_to_json. New reference. */
 json_t *workflow_template_to_json(const struct workflow_context *ctx,

@@ -232,9 +232,19 @@ static bool run_case(const char *dir, const char *name, char **why)
     cleanup_free char *file_name = xasprintf(".github/workflows/%s", name);
     struct token *root = read_workflow(&ctx, &co, file_name, cf.docs[1].text, cf.docs[1].len);
     struct workflow_template *t = NULL;
+    json_t *events = NULL;
+    /* Cases only TypeScript runs (skip Go and C#) expect its events model and no input-types. */
+    if (root && co.include_events && root->type == TOKEN_MAPPING)
+        events = workflow_events_to_json(&ctx, token_mapping_get(root, "on", false));
     if (root)
         workflow_convert(&ctx, root, &t);
+    if (t && co.include_events)
+        t->input_types_count = 0;
     json_t *got = workflow_template_to_json(&ctx, t, co.include_source, TOKEN_JSON_JOB_MESSAGE);
+    if (events && t)
+        json_object_set_new(got, "events", events);
+    else
+        json_decref(events);
     if (!co.include_source)
         got = strip_source(got);
 
