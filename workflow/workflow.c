@@ -1026,7 +1026,7 @@ int workflow_convert(struct workflow_context *ctx, const struct token *root,
         convert_root(&c, root, t);
     if (ctx->schema->nerrors)
         return -1;
-    if (reusable_load(&c, t) < 0 || ctx->schema->nerrors)
+    if (reusable_load(&c, t) < 0)
         return -1;
     check_job_limit(ctx);
     if (ctx->schema->nerrors)

@@ -27,6 +27,7 @@ static void teardown(void)
     arena_free(&arena);
 }
 
+// cppcheck-suppress unknownMacro
 TestSuite(workflow, .init = setup, .fini = teardown);
 
 static struct token *read_yaml(const char *name, const char *text)
