@@ -171,6 +171,10 @@ Test(expr, from_json_and_join_and_case)
 {
     assert_eval("fromJSON('{\"a\": 2}').A", "2");
     assert_eval("fromJSON(' [1, 2] ')[1]", "2");
+    assert_eval("fromJSON('{\"\u00c9t\u00e9\": 1}')['\u00e9T\u00c9']",
+                "1"); /* keys ignore case beyond ASCII */
+    assert_eval("fromJSON('12345678901234567890')", "1.23456789012346E+19");
+    assert_eval("fromJSON('1 trailing')", "1"); /* one value is read, as Newtonsoft's ReadFrom */
     assert_fails("fromJSON('{')", EXPR_STAGE_EVALUATION, "Error parsing fromJson");
     assert_fails("fromJSON('')", EXPR_STAGE_EVALUATION, "Error parsing fromJson");
     assert_eval("join(fromJSON('[1, true, null, \"x\"]'), '-')", "1-true--x");
