@@ -19,6 +19,7 @@
 struct converter {
     struct workflow_context *ctx;
     jmp_buf thrown;
+    struct token *success; /* the default condition, shared (tokens are read-only) */
 };
 
 /* ---- context ---------------------------------------------------------------------------- */
@@ -205,6 +206,8 @@ static void note_status_function(void *data, const char *name)
 
 static struct token *new_expression(struct converter *c, const struct token *at, const char *expr)
 {
+    if (!at && c->success && strcmp(expr, "success()") == 0)
+        return c->success;
     struct token *t = arena_alloc(c->ctx->schema->arena, sizeof(*t));
     t->type = TOKEN_EXPRESSION;
     t->u.expression = arena_strdup(c->ctx->schema->arena, expr);
@@ -233,7 +236,8 @@ static struct token *convert_if(struct converter *c, const struct token *t, cons
     if (t->type == TOKEN_EXPRESSION) {
         condition = t->u.expression;
     } else {
-        cleanup_free char *what = xasprintf("%s if", kind);
+        char what[32];
+        snprintf(what, sizeof(what), "%s if", kind);
         condition = as_string(c, t, what)->u.string;
     }
     if (!condition || is_blank(condition))
@@ -731,7 +735,7 @@ static void convert_steps(struct converter *c, const struct token *t, struct wor
         arena_alloc(c->ctx->schema->arena, (seq->u.sequence.count + 1) * sizeof(*job->steps));
     job->steps_count = seq->u.sequence.count;
     /* The builder is heap memory: free it even when a step throws. */
-    struct converter inner = {.ctx = c->ctx};
+    struct converter inner = {.ctx = c->ctx, .success = c->success};
     if (setjmp(inner.thrown)) {
         id_builder_free(&ids);
         longjmp(c->thrown, 1);
@@ -1021,6 +1025,7 @@ int workflow_convert(struct workflow_context *ctx, const struct token *root,
     if (!root || ctx->schema->nerrors)
         return -1;
     struct converter c = {.ctx = ctx};
+    c.success = new_expression(&c, NULL, "success()");
     struct workflow_template *t = arena_alloc(ctx->schema->arena, sizeof(*t));
     if (setjmp(c.thrown) == 0)
         convert_root(&c, root, t);
@@ -1332,7 +1337,7 @@ static void load_recursive(struct converter *c, struct workflow_job *job, int de
     if (!found && ctx->schema->nerrors == first)
         workflow_context_error(ctx, job->ref, "Unable to find reusable workflow");
     if (ctx->schema->nerrors == first && root) {
-        struct converter inner = {.ctx = ctx};
+        struct converter inner = {.ctx = ctx, .success = c->success};
         if (setjmp(inner.thrown)) {
             /* The thrown error itself goes up unprefixed, as GitHub's exception does. */
             prefix_errors(c, job, first, ctx->schema->nerrors - 1);
