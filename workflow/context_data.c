@@ -224,9 +224,8 @@ json_t *context_data_encode(const json_t *plain, const struct context_data_marks
         json_object_set_new(o, "t", json_integer(CONTEXT_ARRAY));
         if (json_array_size(plain)) {
             json_t *a = json_array();
-            size_t i;
-            json_t *v;
-            json_array_foreach(plain, i, v) json_array_append_new(a, context_data_encode(v, marks));
+            for (size_t i = 0; i < json_array_size(plain); i++)
+                json_array_append_new(a, context_data_encode(json_array_get(plain, i), marks));
             json_object_set_new(o, "a", a);
         }
         return o;

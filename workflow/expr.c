@@ -6,7 +6,6 @@
 #include "workflow/expr.h"
 
 #include "lib/buf.h"
-#include "lib/json.h"
 #include "lib/mem.h"
 
 #include <math.h>
@@ -185,6 +184,14 @@ static int text_compare_nocase(const char *a, size_t an, const char *b, size_t b
 {
     size_t i = 0, j = 0;
     while (i < an && j < bn) {
+        unsigned char a0 = (unsigned char)a[i], b0 = (unsigned char)b[j];
+        if (a0 < 0x80 && b0 < 0x80) { /* the common case, without decoding */
+            uint32_t ua = unicode_upper(a0), ub = unicode_upper(b0);
+            if (ua != ub)
+                return ua < ub ? -1 : 1;
+            i++, j++;
+            continue;
+        }
         size_t sa, sb;
         uint32_t ca = unicode_upper(utf8_decode((const unsigned char *)a + i, an - i, &sa));
         uint32_t cb = unicode_upper(utf8_decode((const unsigned char *)b + j, bn - j, &sb));
@@ -1651,16 +1658,29 @@ static int64_t index_integer(const struct val *index)
 }
 
 /* IndexHelper: the index as a member name (primitives only), or NULL. */
-static const char *index_string(const struct val *index, char tmp[NUMBER_TEXT_MAX], char **heap)
+static const char *index_string(const struct val *index, char tmp[NUMBER_TEXT_MAX], size_t *len)
 {
-    *heap = NULL;
     if (!val_is_primitive(index))
         return NULL;
-    size_t len;
-    const char *s = val_text(index, tmp, &len);
-    if (index->kind == EXPR_STRING && s[len] != 0)
-        return *heap = xstrndup(s, len);
-    return s;
+    return val_text(index, tmp, len);
+}
+
+/* A member of an object, matched as C#'s OrdinalIgnoreCase dictionaries do: exact first. */
+static json_t *member_get(json_t *object, const char *key, size_t len)
+{
+    if (!json_is_object(object))
+        return NULL;
+    json_t *value = json_object_getn(object, key, len);
+    if (value)
+        return value;
+    const char *k;
+    size_t klen;
+    json_object_keylen_foreach(object, k, klen, value)
+    {
+        if (text_compare_nocase(k, klen, key, len) == 0)
+            return value;
+    }
+    return NULL;
 }
 
 static int filtered_add(struct eval *ev, struct counter *c, struct val *out, json_t *item)
@@ -1710,11 +1730,11 @@ static int eval_index(struct eval *ev, const struct node *n, int level, struct v
     }
     struct counter c = {0, n};
     char tmp[NUMBER_TEXT_MAX];
-    cleanup_free char *heap = NULL;
+    size_t key_len = 0;
     int rc = 0;
     if (left.filtered) {
         filtered_new(out);
-        const char *key = wildcard ? NULL : index_string(&index, tmp, &heap);
+        const char *key = wildcard ? NULL : index_string(&index, tmp, &key_len);
         int64_t at = wildcard ? -1 : index_integer(&index);
         size_t i;
         json_t *item;
@@ -1724,7 +1744,7 @@ static int eval_index(struct eval *ev, const struct node *n, int level, struct v
                 if (wildcard) {
                     rc = filtered_add_all(ev, &c, out, item);
                 } else if (key) {
-                    json_t *member = json_get(item, key);
+                    json_t *member = member_get(item, key, key_len);
                     if (member)
                         rc = filtered_add(ev, &c, out, member);
                 }
@@ -1742,8 +1762,8 @@ static int eval_index(struct eval *ev, const struct node *n, int level, struct v
             rc = filtered_add_all(ev, &c, out, left.json);
         *bytes = c.bytes;
     } else if (left.kind == EXPR_OBJECT) {
-        const char *key = index_string(&index, tmp, &heap);
-        json_t *member = key ? json_get(left.json, key) : NULL;
+        const char *key = index_string(&index, tmp, &key_len);
+        json_t *member = key ? member_get(left.json, key, key_len) : NULL;
         if (member)
             val_from_json(out, member);
     } else {
@@ -1854,7 +1874,7 @@ static int eval_core(struct eval *ev, const struct node *n, int level, struct va
         out->len = 1;
         return 0;
     case NODE_NAMED_VALUE: {
-        json_t *v = ev->ctx ? json_get(ev->ctx->contexts, n->string) : NULL;
+        json_t *v = ev->ctx ? member_get(ev->ctx->contexts, n->string, n->string_len) : NULL;
         if (v)
             val_from_json(out, v);
         return 0;
@@ -2416,8 +2436,9 @@ static int fn_from_json(struct eval *ev, const struct node *n, int level, struct
     const char *s = val_text(&v, tmp, &len);
     json_error_t jerr;
     /* Newtonsoft's JToken.ReadFrom reads one value and ignores what follows it. */
-    json_t *j =
-        json_loadb(s, len, JSON_DECODE_ANY | JSON_DISABLE_EOF_CHECK | JSON_ALLOW_NUL, &jerr);
+    json_t *j = json_loadb(
+        s, len, JSON_DECODE_ANY | JSON_DISABLE_EOF_CHECK | JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL,
+        &jerr);
     val_clear(&v);
     if (!j)
         return error_set(ev->err, -1, "Error parsing fromJson");

@@ -129,29 +129,30 @@ const char *id_builder_build(struct id_builder *b, bool allow_reserved_prefix, i
     /* Room for at least one character and the longest suffix, "_999". */
     if (max_length <= 5)
         max_length = ID_MAX_LENGTH;
-    cleanup_free char *original = xstrdup(b->name.len ? buf_cstr(&b->name) : "job");
+    const char *original = b->name.len ? buf_cstr(&b->name) : "job";
     if (!allow_reserved_prefix && str_starts_with(original, "__")) {
-        const char *rest = original;
-        while (*rest == '_')
-            rest++;
-        char *trimmed = xasprintf("_%s", rest);
-        free(original);
-        original = trimmed;
+        while (original[1] == '_')
+            original++; /* keep one '_' */
     }
     size_t original_len = strlen(original); /* ASCII: every other character became '_' */
+    bool bare = !allow_reserved_prefix && strcmp(original, "_") == 0;
+    char candidate[ID_MAX_LENGTH + 16];
     for (int attempt = 1; attempt < 1000; attempt++) {
         char suffix[16] = "";
-        if (attempt > 1) {
-            bool bare = !allow_reserved_prefix && strcmp(original, "_") == 0;
+        if (attempt > 1)
             snprintf(suffix, sizeof(suffix), bare ? "%d" : "_%d", attempt);
-        }
-        size_t keep = (size_t)max_length - strlen(suffix);
+        size_t suffix_len = strlen(suffix);
+        size_t keep = (size_t)max_length - suffix_len;
         if (keep > original_len)
             keep = original_len;
-        cleanup_free char *candidate = xasprintf("%.*s%s", (int)keep, original, suffix);
+        if (keep > ID_MAX_LENGTH)
+            keep = ID_MAX_LENGTH;
+        memcpy(candidate, original, keep);
+        memcpy(candidate + keep, suffix, suffix_len + 1);
         if (!is_taken(b, candidate)) {
+            const char *id = take(b, candidate);
             buf_reset(&b->name);
-            return take(b, candidate);
+            return id;
         }
     }
     return NULL;

@@ -100,6 +100,7 @@ static char *names_of(const struct matrix *m)
     return buf_steal(&b);
 }
 
+// cppcheck-suppress unknownMacro
 TestSuite(matrix, .init = setup, .fini = teardown);
 
 Test(matrix, cross_product_varies_the_last_vector_fastest)
