@@ -16,7 +16,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
-#include <openssl/rand.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,19 +104,6 @@ static uint64_t now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static char *new_guid(void)
-{
-    unsigned char b[16];
-    if (RAND_bytes(b, sizeof b) != 1)
-        for (size_t i = 0; i < sizeof b; i++)
-            b[i] = (unsigned char)rand();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    return xasprintf("%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-                     b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
-                     b[13], b[14], b[15]);
 }
 
 static const char *status_name(enum job_status s)
@@ -747,7 +733,7 @@ static void step_maybe_done(struct running_step *rs)
 static int create_file_command_files(struct running_step *rs, struct error *err)
 {
     for (int i = 0; i < FC_COUNT; i++) {
-        cleanup_free char *guid = new_guid();
+        cleanup_free char *guid = codec_uuid4();
         cleanup_free char *name = xasprintf("%s_%s", file_command_files[i].prefix, guid);
         rs->files[i] = path_join(rs->w->file_commands_dir, name);
         if (path_write_file_atomic(rs->files[i], "", 0, 0666, err) < 0)
@@ -810,7 +796,7 @@ static const char *input_string(json_t *inputs, const char *key)
 static int write_script(struct running_step *rs, const char *script, const char *extension,
                         struct error *err)
 {
-    cleanup_free char *guid = new_guid();
+    cleanup_free char *guid = codec_uuid4();
     cleanup_free char *name = xasprintf("%s%s", guid, extension);
     rs->script_path = path_join(rs->w->temp, name);
     return path_write_file_atomic(rs->script_path, script, strlen(script), 0755, err);

@@ -13,18 +13,18 @@
 #include <stdbool.h>
 
 struct worker_options {
-    const char *work_root;  /* the runner's work folder (_work): workspace, _temp, _tool… */
+    const char *work_root; /* the runner's work folder (_work): workspace, _temp, _tool… */
     const char *runner_name;
     enum sandbox_level sandbox_level;
-    bool sandbox_fallback;  /* use a lower level when this one cannot be had */
+    bool sandbox_fallback;         /* use a lower level when this one cannot be had */
     const char *const *hide_paths; /* runner credentials, other jobs' folders */
-    int events_fd;          /* where events go (JSON lines) */
+    int events_fd;                 /* where events go (JSON lines) */
 };
 
 /* Runs the job to its end; returns 0 when the job ran (its result is in the job-finished
  * event, and in *succeeded), negative with err set when it could not be set up at all. */
-int worker_run(struct job_message *message, const struct worker_options *options,
-               bool *succeeded, struct error *err);
+int worker_run(struct job_message *message, const struct worker_options *options, bool *succeeded,
+               struct error *err);
 
 /* Asks a running worker to cancel the job (from a signal handler's loop callback or the
  * listener): running steps get SIGINT, SIGTERM, SIGKILL as the official runner sends them;

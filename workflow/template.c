@@ -250,3 +250,114 @@ int template_evaluate_number(const struct token *t, const struct template_contex
         fail_at(ctx, t, err);
     return rc;
 }
+
+struct token *template_token_from_json(struct arena *arena, const json_t *value, int file, int line,
+                                       int col)
+{
+    struct token *t;
+    switch (json_typeof(value)) {
+    case JSON_STRING:
+        t = token_new_string(arena, json_string_value(value));
+        break;
+    case JSON_TRUE:
+    case JSON_FALSE:
+        t = token_new_boolean(arena, json_is_true(value));
+        break;
+    case JSON_INTEGER:
+    case JSON_REAL:
+        t = token_new_number(arena, json_number_value(value));
+        break;
+    case JSON_ARRAY:
+        t = token_new_sequence(arena);
+        for (size_t i = 0; i < json_array_size(value); i++)
+            token_sequence_add(
+                arena, t,
+                template_token_from_json(arena, json_array_get(value, i), file, line, col));
+        break;
+    case JSON_OBJECT: {
+        t = token_new_mapping(arena);
+        const char *k;
+        json_t *v;
+        json_object_foreach((json_t *)value, k, v)
+        {
+            struct token *key = token_new_string(arena, k);
+            token_set_position(key, file, line, col);
+            token_mapping_add(arena, t, key, template_token_from_json(arena, v, file, line, col));
+        }
+        break;
+    }
+    default:
+        t = token_new_null(arena);
+        break;
+    }
+    token_set_position(t, file, line, col);
+    return t;
+}
+
+static struct token *evaluate_mapping_token(struct arena *arena, const struct token *t,
+                                            const struct template_context *ctx, struct error *err)
+{
+    struct token *out = token_new_mapping(arena);
+    token_set_position(out, t->file, t->line, t->col);
+    for (size_t i = 0; i < t->u.mapping.count; i++) {
+        const struct token_pair *pair = &t->u.mapping.pairs[i];
+        struct token *value = template_evaluate_token(arena, pair->value, ctx, err);
+        if (!value)
+            return NULL;
+        if (pair->key->type == TOKEN_INSERT) {
+            if (value->type != TOKEN_MAPPING) {
+                error_set(err, EINVAL, "Expected a mapping to insert");
+                fail_at(ctx, pair->value, err);
+                return NULL;
+            }
+            for (size_t j = 0; j < value->u.mapping.count; j++)
+                token_mapping_add(arena, out, value->u.mapping.pairs[j].key,
+                                  value->u.mapping.pairs[j].value);
+            continue;
+        }
+        struct token *key = pair->key;
+        if (key->type == TOKEN_EXPRESSION) {
+            cleanup_free char *name = template_evaluate_string(key, ctx, err);
+            if (!name)
+                return NULL;
+            key = token_new_string(arena, name);
+            token_set_position(key, pair->key->file, pair->key->line, pair->key->col);
+        }
+        token_mapping_add(arena, out, key, value);
+    }
+    return out;
+}
+
+struct token *template_evaluate_token(struct arena *arena, const struct token *t,
+                                      const struct template_context *ctx, struct error *err)
+{
+    switch (t->type) {
+    case TOKEN_EXPRESSION: {
+        json_t *value = evaluate_expression(t, ctx, err);
+        if (!value)
+            return NULL;
+        struct token *out = template_token_from_json(arena, value, t->file, t->line, t->col);
+        json_decref(value);
+        return out;
+    }
+    case TOKEN_INSERT:
+        error_set(err, EINVAL, "The directive 'insert' is not allowed in this context");
+        fail_at(ctx, t, err);
+        return NULL;
+    case TOKEN_SEQUENCE: {
+        struct token *out = token_new_sequence(arena);
+        token_set_position(out, t->file, t->line, t->col);
+        for (size_t i = 0; i < t->u.sequence.count; i++) {
+            struct token *item = template_evaluate_token(arena, t->u.sequence.items[i], ctx, err);
+            if (!item)
+                return NULL;
+            token_sequence_add(arena, out, item);
+        }
+        return out;
+    }
+    case TOKEN_MAPPING:
+        return evaluate_mapping_token(arena, t, ctx, err);
+    default:
+        return (struct token *)t;
+    }
+}

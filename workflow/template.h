@@ -44,6 +44,17 @@ int template_evaluate_bool(const struct token *t, const struct template_context 
 int template_evaluate_number(const struct token *t, const struct template_context *ctx,
                              double fallback, double *out, struct error *err);
 
+/* Any token → a token tree with no expressions left (GitHub's evaluator is token to token):
+ * expression results become literal tokens at the expression's position, inserts are merged.
+ * Literal subtrees may be shared with t, so the result lives no longer than t's arena or
+ * arena, whichever dies first. NULL with err set on failure. */
+struct token *template_evaluate_token(struct arena *arena, const struct token *t,
+                                      const struct template_context *ctx, struct error *err);
+
+/* A JSON value as literal tokens, each at the given position. */
+struct token *template_token_from_json(struct arena *arena, const json_t *value, int file, int line,
+                                       int col);
+
 /* Converts a JSON scalar as GitHub converts values to strings (null → "", booleans →
  * "true"/"false", numbers without a trailing ".0"); NULL for arrays and objects. */
 char *template_scalar_to_string(const json_t *value);
