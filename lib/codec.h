@@ -33,4 +33,7 @@ char *codec_base64url_encode(const void *data, size_t len); /* URL alphabet, no 
  * caller frees (NUL-terminated for convenience) and its length in *out_len; NULL on bad input. */
 uint8_t *codec_base64_decode(const char *text, size_t *out_len);
 
+/* A random (version 4) UUID in GitHub's GUID format: 36 lowercase characters. Caller frees. */
+char *codec_uuid4(void);
+
 #endif

@@ -4,6 +4,7 @@
 #define HARRIER_RUNNER_COMMANDS_H
 
 #include "runner/cli.h"
+#include "sandbox/sandbox.h"
 
 extern const struct cli_option command_config_options[];
 extern const struct cli_option command_remove_options[];
@@ -16,5 +17,9 @@ int command_remove(const struct cli_command *cmd, struct cli_args *args);
 int command_run(const struct cli_command *cmd, struct cli_args *args);
 int command_exec(const struct cli_command *cmd, struct cli_args *args);
 int command_worker(const struct cli_command *cmd, struct cli_args *args);
+
+/* Reads --sandbox (NULL = the default, process, with fallback allowed). */
+int command_sandbox_level(const struct cli_command *cmd, const char *value,
+                          enum sandbox_level *level, bool *fallback);
 
 #endif

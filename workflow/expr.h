@@ -86,6 +86,7 @@ struct expr_context {
     json_t *contexts; /* object: context name -> value (members matched ignoring case) */
     const struct expr_function *functions; /* as given to the parser */
     void *host;                            /* passed to each function's call */
+    size_t max_memory; /* bytes as GitHub counts them; 0 = GitHub's default, 1 MiB */
 };
 
 /* Evaluates e. On failure returns negative with err set (stage is evaluation). */

@@ -71,6 +71,12 @@ struct token *token_clone(struct arena *arena, const struct token *t);
 bool token_is_scalar(const struct token *t);
 bool token_is_literal(const struct token *t); /* string, boolean, number or null */
 const char *token_type_name(enum token_type type);
+/* A number as GitHub writes it in messages and string coercion: the shortest text that reads
+ * back as the same double, "1E+21" style exponents, "NaN", "Infinity", "-Infinity". */
+void token_number_format(double n, char *out, size_t size);
+/* The scalar as text, as GitHub's ToString: the literal, "true"/"false", the number, "" for
+ * null, "${{ expr }}" for expressions. Borrowed or allocated in arena. */
+const char *token_to_display_string(struct arena *arena, const struct token *t);
 
 /* JSON encoding. Writing: bare JSON for string/boolean/number/null tokens without a
  * position, objects otherwise; mapping pairs as "key"/"value" (job messages) or
@@ -80,6 +86,8 @@ enum token_json_style {
     TOKEN_JSON_JOB_MESSAGE, /* "key"/"value", "directive": "insert" */
     TOKEN_JSON_CORPUS,      /* "Key"/"Value", "expr": "insert" */
 };
+/* NaN and +-Infinity numbers are written as the strings "NaN", "Infinity", "-Infinity" (as
+ * Newtonsoft does) and read back from them in "num". */
 json_t *token_to_json(const struct token *t, enum token_json_style style); /* new reference */
 /* Returns NULL with err set on invalid input (err->where names the JSON path). */
 struct token *token_from_json(struct arena *arena, json_t *json, struct error *err);

@@ -70,3 +70,17 @@ Test(codec, base64_all_alignments_both_alphabets)
     cr_assert_null(codec_base64_decode("ab$c", &n));
     cr_assert_null(codec_base64_decode("abcde", &n));
 }
+
+Test(codec, uuid4_is_a_random_lowercase_guid)
+{
+    char *a = codec_uuid4(), *b = codec_uuid4();
+    cr_assert_eq(strlen(a), 36);
+    cr_assert_eq(a[8], '-');
+    cr_assert_eq(a[14], '4');
+    cr_assert(strchr("89ab", a[19]) != NULL);
+    for (const char *p = a; *p; p++)
+        cr_assert(strchr("0123456789abcdef-", *p) != NULL);
+    cr_assert_str_neq(a, b);
+    free(a);
+    free(b);
+}

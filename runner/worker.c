@@ -1,0 +1,1177 @@
+#include "runner/worker.h"
+
+#include "lib/buf.h"
+#include "lib/codec.h"
+#include "lib/json.h"
+#include "lib/log.h"
+#include "lib/mem.h"
+#include "lib/path.h"
+#include "runner/events.h"
+#include "runner/file_commands.h"
+#include "runner/masker.h"
+#include "runner/shell.h"
+#include "runner/step_commands.h"
+#include "workflow/template.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+enum job_status { JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELLED };
+
+/* The file commands of one step: name in the step's env, file name prefix. */
+enum { FC_OUTPUT, FC_ENV, FC_PATH, FC_STATE, FC_SUMMARY, FC_COUNT };
+static const struct {
+    const char *env;
+    const char *prefix;
+} file_command_files[FC_COUNT] = {
+    [FC_OUTPUT] = {"GITHUB_OUTPUT", "set_output"},
+    [FC_ENV] = {"GITHUB_ENV", "set_env"},
+    [FC_PATH] = {"GITHUB_PATH", "add_path"},
+    [FC_STATE] = {"GITHUB_STATE", "save_state"},
+    [FC_SUMMARY] = {"GITHUB_STEP_SUMMARY", "step_summary"},
+};
+
+/* The names steps may refer to in ${{ }} (GitHub's step-level contexts). */
+static const char *const step_named_values[] = {"github", "env",      "vars",  "secrets",
+                                                "matrix", "strategy", "needs", "inputs",
+                                                "job",    "runner",   "steps", NULL};
+
+struct worker;
+
+struct running_step {
+    struct worker *w;
+    const struct job_step *step;
+    int number;
+    char *display_name;
+    struct sandbox_step *handle;
+    uv_pipe_t out;
+    bool out_open, out_closing; /* open: reading; closing: uv_close called, callback pending */
+    uv_timer_t timer;
+    bool timer_open, timer_closing;
+    struct buf partial; /* output after the last newline */
+    struct step_commands *commands;
+    json_t *env;     /* the step's env context: job env + step env */
+    json_t *outputs; /* steps.<id>.outputs */
+    char *files[FC_COUNT];
+    char *script_path;
+    bool exited;
+    struct sandbox_step_result result;
+    bool timed_out, failed_by_command, continue_on_error;
+    double timeout_minutes;
+    uint64_t started_ms;
+};
+
+struct worker {
+    uv_loop_t loop;
+    struct job_message *msg;
+    const struct worker_options *opt;
+    struct masker *masker;
+    struct events_writer *events;
+    int step_counter; /* steps are numbered from 1 in the order they run (events.h) */
+    struct sandbox_job *sandbox;
+    char *workspace, *temp, *tool_cache, *file_commands_dir, *event_path;
+    json_t *contexts; /* github, env, vars, secrets, matrix, strategy, needs, inputs, job, runner,
+                         steps */
+    json_t *job_env;  /* workflow + job env, then GITHUB_ENV additions */
+    struct file_commands_path_list path;
+    const char *default_shell, *default_working_directory;
+    char *defaults_shell, *defaults_working_directory;
+    enum job_status status;
+    bool cancel_requested;
+    size_t next_step;
+    struct running_step *current;
+    uv_signal_t sigint, sigterm;
+    uv_async_t cancel_async;
+    uv_timer_t advance; /* moves to the next step from a fresh loop turn, never from a
+                           callback of the step that just ended */
+};
+
+static struct worker *current_worker;
+
+/* --- small helpers ------------------------------------------------------------------- */
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static const char *status_name(enum job_status s)
+{
+    static const char *const names[] = {"success", "failure", "cancelled"};
+    return names[s];
+}
+
+/* --- status functions for if: -------------------------------------------------------- */
+
+static int fn_success(void *host, const struct expr_value *args, size_t n, struct expr_value *out,
+                      struct error *err)
+{
+    (void)args, (void)n, (void)err;
+    struct worker *w = host;
+    *out = (struct expr_value){.kind = EXPR_BOOLEAN,
+                               .boolean = w->status == JOB_SUCCEEDED && !w->cancel_requested};
+    return 0;
+}
+
+static int fn_failure(void *host, const struct expr_value *args, size_t n, struct expr_value *out,
+                      struct error *err)
+{
+    (void)args, (void)n, (void)err;
+    struct worker *w = host;
+    *out = (struct expr_value){.kind = EXPR_BOOLEAN,
+                               .boolean = w->status == JOB_FAILED && !w->cancel_requested};
+    return 0;
+}
+
+static int fn_cancelled(void *host, const struct expr_value *args, size_t n, struct expr_value *out,
+                        struct error *err)
+{
+    (void)args, (void)n, (void)err;
+    struct worker *w = host;
+    *out = (struct expr_value){.kind = EXPR_BOOLEAN, .boolean = w->cancel_requested};
+    return 0;
+}
+
+static int fn_always(void *host, const struct expr_value *args, size_t n, struct expr_value *out,
+                     struct error *err)
+{
+    (void)host, (void)args, (void)n, (void)err;
+    *out = (struct expr_value){.kind = EXPR_BOOLEAN, .boolean = true};
+    return 0;
+}
+
+static const struct expr_function status_functions[] = {
+    {"success", 0, 0, fn_success},
+    {"failure", 0, 0, fn_failure},
+    {"cancelled", 0, 0, fn_cancelled},
+    {"always", 0, 0, fn_always},
+    {0},
+};
+
+static const struct expr_parse_options step_parse_options = {step_named_values, status_functions};
+
+static void template_context_for(struct worker *w, struct expr_context *ec,
+                                 struct template_context *tc)
+{
+    *ec = (struct expr_context){.contexts = w->contexts, .functions = status_functions, .host = w};
+    *tc = (struct template_context){.expr = ec,
+                                    .parse = &step_parse_options,
+                                    .file_table = w->msg->file_table,
+                                    .file_count = w->msg->file_count};
+}
+
+/* --- events ---------------------------------------------------------------------------- */
+
+static void log_line(struct worker *w, const struct running_step *rs, const char *line)
+{
+    events_log(w->events, rs ? rs->number : 0, line, strlen(line), NULL);
+}
+
+/* outputs (an object of strings) as events.h takes them; the array borrows the strings. */
+static struct events_output *output_list(json_t *outputs, size_t *count)
+{
+    struct events_output *list = xcalloc(json_object_size(outputs) + 1, sizeof *list);
+    size_t n = 0;
+    const char *k;
+    json_t *v;
+    json_object_foreach(outputs, k, v)
+    {
+        if (json_is_string(v))
+            list[n++] = (struct events_output){k, json_string_value(v)};
+    }
+    *count = n;
+    return list;
+}
+
+static void emit_step_finished(struct worker *w, int number, enum events_result outcome,
+                               enum events_result conclusion, json_t *outputs)
+{
+    size_t n;
+    cleanup_free struct events_output *list = output_list(outputs, &n);
+    events_step_finished(w->events, number, outcome, conclusion, list, n, NULL);
+}
+
+static void log_error_annotation(struct worker *w, const struct running_step *rs,
+                                 const char *message)
+{
+    cleanup_free char *line = xasprintf("##[error]%s", message);
+    log_line(w, rs, line);
+    struct step_annotation a = {.level = ANNOTATION_ERROR, .message = message};
+    events_annotation(w->events, rs ? rs->number : 0, &a, NULL);
+}
+
+/* A setup or evaluation error: shown as GitHub shows it, the step (or job) then fails. */
+static void report_error(struct worker *w, const struct running_step *rs, const struct error *err)
+{
+    char text[ERROR_MESSAGE_MAX + ERROR_WHERE_MAX + 64];
+    if (err->where[0] && err->line > 0)
+        snprintf(text, sizeof text, "%s (Line: %d, Col: %d): %s", err->where, err->line, err->col,
+                 err->message);
+    else
+        error_format(err, text, sizeof text);
+    log_error_annotation(w, rs, text);
+}
+
+/* --- job set-up ---------------------------------------------------------------------- */
+
+static const char *github_string(struct worker *w, const char *key)
+{
+    return json_get_string(json_get(w->contexts, "github"), key);
+}
+
+static int make_folders(struct worker *w, struct error *err)
+{
+    const char *repo = github_string(w, "repository");
+    const char *name = repo && strchr(repo, '/') ? strchr(repo, '/') + 1 : "workspace";
+    cleanup_free char *repo_dir = path_join(w->opt->work_root, name);
+    w->workspace = path_join(repo_dir, name);
+    w->temp = path_join(w->opt->work_root, "_temp");
+    w->tool_cache = path_join(w->opt->work_root, "_tool");
+    w->file_commands_dir = path_join(w->temp, "_runner_file_commands");
+    cleanup_free char *event_dir = path_join(w->temp, "_github_workflow");
+    w->event_path = path_join(event_dir, "event.json");
+    /* The temp folder is the job's: cleaned at start, as the official runner does. */
+    if (path_remove_all(w->temp, err) < 0)
+        return err->code;
+    const char *folders[] = {w->workspace, w->temp, w->tool_cache, w->file_commands_dir, event_dir};
+    for (size_t i = 0; i < sizeof folders / sizeof folders[0]; i++)
+        if (path_mkdir_all(folders[i], 0755, err) < 0)
+            return err->code;
+    json_t *event = json_get(json_get(w->contexts, "github"), "event");
+    cleanup_free char *text = json_dumps(event ? event : json_object(), JSON_INDENT(2));
+    return path_write_file_atomic(w->event_path, text, strlen(text), 0644, err);
+}
+
+static void add_secrets(struct worker *w)
+{
+    json_t *secrets = json_object();
+    const char *name;
+    json_t *v;
+    json_object_foreach(w->msg->variables, name, v)
+    {
+        bool is_secret = false;
+        const char *value = json_get_string(v, "value");
+        json_get_bool(v, "isSecret", &is_secret);
+        if (!is_secret || !value)
+            continue;
+        masker_add_secret(w->masker, value, strlen(value), true);
+        /* As the official runner: the secrets context has every secret variable but the
+         * system tokens; github_token appears as GITHUB_TOKEN. */
+        if (str_eq_nocase(name, "system.github.token") || str_eq_nocase(name, "system.accessToken"))
+            continue;
+        json_object_set_new(secrets, str_eq_nocase(name, "github_token") ? "GITHUB_TOKEN" : name,
+                            json_string(value));
+    }
+    if (w->msg->access_token)
+        masker_add_secret(w->masker, w->msg->access_token, strlen(w->msg->access_token), true);
+    for (size_t i = 0; json_is_array(w->msg->mask) && i < json_array_size(w->msg->mask); i++) {
+        const char *value = json_get_string(json_array_get(w->msg->mask, i), "value");
+        if (value)
+            masker_add_secret(w->masker, value, strlen(value), false);
+    }
+    json_object_set_new(w->contexts, "secrets", secrets);
+}
+
+static void set_runner_context(struct worker *w)
+{
+    json_t *github = json_get(w->contexts, "github");
+    if (!json_is_object(github)) {
+        github = json_object();
+        json_object_set_new(w->contexts, "github", github);
+    }
+    const char *token = job_message_variable(w->msg, "system.github.token", NULL);
+    json_object_set_new(github, "token", json_string(token ? token : ""));
+    json_object_set_new(github, "workspace", json_string(w->workspace));
+    json_object_set_new(github, "event_path", json_string(w->event_path));
+    const char *job = job_message_variable(w->msg, "system.github.job", NULL);
+    if (job)
+        json_object_set_new(github, "job", json_string(job));
+    json_object_set_new(github, "action", json_string(""));
+    json_object_set_new(github, "action_path", json_string(""));
+    json_object_set_new(github, "action_ref", json_string(""));
+    json_object_set_new(github, "action_repository", json_string(""));
+
+    const char *environment = job_message_variable(w->msg, "system.runnerEnvironment", NULL);
+    json_t *runner =
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "os", "Linux", "arch", "X64", "name",
+                  w->opt->runner_name ? w->opt->runner_name : "harrier", "tool_cache",
+                  w->tool_cache, "temp", w->temp, "workspace", w->opt->work_root, "environment",
+                  environment ? environment : "self-hosted");
+    json_object_set_new(w->contexts, "runner", runner);
+    if (!json_is_object(json_get(w->contexts, "job")))
+        json_object_set_new(w->contexts, "job", json_object());
+    json_object_set_new(json_get(w->contexts, "job"), "status", json_string("success"));
+    json_object_set_new(w->contexts, "steps", json_object());
+    static const char *const defaults[] = {"vars", "inputs", "needs", "strategy", "matrix"};
+    for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++)
+        if (!json_get(w->contexts, defaults[i]))
+            json_object_set_new(w->contexts, defaults[i],
+                                strcmp(defaults[i], "matrix") == 0 ? json_null() : json_object());
+}
+
+/* Workflow env, then job env, each evaluated with the env built so far. */
+static int evaluate_job_env(struct worker *w, struct error *err)
+{
+    w->job_env = json_object();
+    json_object_set(w->contexts, "env", w->job_env);
+    struct expr_context ec;
+    struct template_context tc;
+    template_context_for(w, &ec, &tc);
+    for (size_t i = 0; i < w->msg->environment_count; i++) {
+        json_t *env = template_evaluate_string_map(w->msg->environment[i], &tc, err);
+        if (!env)
+            return err->code;
+        json_object_update(w->job_env, env);
+        json_decref(env);
+    }
+    return 0;
+}
+
+/* defaults.run.shell and working-directory: job defaults win over the workflow's. */
+static int evaluate_defaults(struct worker *w, struct error *err)
+{
+    struct expr_context ec;
+    struct template_context tc;
+    template_context_for(w, &ec, &tc);
+    for (size_t i = 0; i < w->msg->defaults_count; i++) {
+        json_t *d = template_evaluate(w->msg->defaults[i], &tc, err);
+        if (!d)
+            return err->code;
+        json_t *run = json_get(d, "run");
+        const char *shell = json_get_string(run, "shell");
+        const char *wd = json_get_string(run, "working-directory");
+        if (shell) {
+            free(w->defaults_shell);
+            w->defaults_shell = xstrdup(shell);
+        }
+        if (wd) {
+            free(w->defaults_working_directory);
+            w->defaults_working_directory = xstrdup(wd);
+        }
+        json_decref(d);
+    }
+    return 0;
+}
+
+/* --- the process environment of a step ------------------------------------------------ */
+
+/* The github context members exported as GITHUB_<KEY> (PROTOCOL.md §7.11). */
+static const char *const github_exported[] = {"action",
+                                              "action_path",
+                                              "action_ref",
+                                              "action_repository",
+                                              "actor",
+                                              "actor_id",
+                                              "api_url",
+                                              "base_ref",
+                                              "event_name",
+                                              "event_path",
+                                              "graphql_url",
+                                              "head_ref",
+                                              "job",
+                                              "ref_name",
+                                              "ref_protected",
+                                              "ref_type",
+                                              "ref",
+                                              "repository",
+                                              "repository_id",
+                                              "repository_owner",
+                                              "repository_owner_id",
+                                              "retention_days",
+                                              "run_attempt",
+                                              "run_id",
+                                              "run_number",
+                                              "server_url",
+                                              "sha",
+                                              "triggering_actor",
+                                              "workflow",
+                                              "workflow_ref",
+                                              "workflow_sha",
+                                              "workspace",
+                                              NULL};
+
+static void env_set(json_t *env, const char *key, const char *value)
+{
+    json_object_set_new(env, key, json_string(value));
+}
+
+/* Builds "K=V" strings: the worker's own environment (less the runner's inputs), the runner
+ * and github variables, the job's and step's env, the file-command paths, PATH. */
+static char **step_process_env(struct running_step *rs)
+{
+    struct worker *w = rs->w;
+    json_t *env = json_object();
+    extern char **environ;
+    for (char **e = environ; *e; e++) {
+        const char *eq = strchr(*e, '=');
+        if (!eq || str_starts_with_nocase(*e, "ACTIONS_RUNNER_INPUT_"))
+            continue;
+        cleanup_free char *k = xstrndup(*e, (size_t)(eq - *e));
+        env_set(env, k, eq + 1);
+    }
+    env_set(env, "CI", "true");
+    env_set(env, "GITHUB_ACTIONS", "true");
+    json_t *github = json_get(w->contexts, "github");
+    for (const char *const *k = github_exported; *k; k++) {
+        json_t *v = json_get(github, *k);
+        cleanup_free char *s = v ? template_scalar_to_string(v) : NULL;
+        if (!s)
+            continue;
+        cleanup_free char *name = xasprintf("GITHUB_%s", *k);
+        env_set(env, str_upper(name), s);
+    }
+    for (int i = 0; i < FC_COUNT; i++)
+        env_set(env, file_command_files[i].env, rs->files[i]);
+    json_t *runner = json_get(w->contexts, "runner");
+    static const char *const runner_exported[] = {"os",   "arch",      "name",        "tool_cache",
+                                                  "temp", "workspace", "environment", NULL};
+    for (const char *const *k = runner_exported; *k; k++) {
+        const char *s = json_get_string(runner, *k);
+        cleanup_free char *name = xasprintf("RUNNER_%s", *k);
+        if (s)
+            env_set(env, str_upper(name), s);
+    }
+    json_object_update(env, rs->env);
+    const char *path = json_get_string(env, "PATH");
+    cleanup_free char *joined = file_commands_path_join(&w->path, path ? path : "");
+    env_set(env, "PATH", joined);
+    char **list = xcalloc(json_object_size(env) + 1, sizeof *list);
+    size_t n = 0;
+    const char *key;
+    json_t *value;
+    json_object_foreach(env, key, value) list[n++] =
+        xasprintf("%s=%s", key, json_string_value(value));
+    json_decref(env);
+    return list;
+}
+
+/* --- running one step ----------------------------------------------------------------- */
+
+static void start_next_step(struct worker *w);
+
+static void on_advance(uv_timer_t *t)
+{
+    start_next_step(t->data);
+}
+static void step_maybe_done(struct running_step *rs);
+
+static void on_output_line(struct running_step *rs, const char *line, size_t len)
+{
+    if (len && line[len - 1] == '\r')
+        len--;
+    struct step_command_result r = step_commands_process(rs->commands, line, len);
+    for (size_t i = 0; i < r.count; i++) {
+        const struct step_action *a = &r.actions[i];
+        switch (a->kind) {
+        case STEP_ACTION_LOG:
+            log_line(rs->w, rs, a->text);
+            break;
+        case STEP_ACTION_ANNOTATION:
+            events_annotation(rs->w->events, rs->number, &a->annotation, NULL);
+            break;
+        case STEP_ACTION_SET_OUTPUT:
+            json_object_set_new(rs->outputs, a->name, json_string(a->text));
+            break;
+        case STEP_ACTION_SET_ENV:
+            json_object_set_new(rs->w->job_env, a->name, json_string(a->text));
+            break;
+        case STEP_ACTION_ADD_PATH:
+            file_commands_path_add(&rs->w->path, a->text);
+            break;
+        case STEP_ACTION_FAIL_STEP:
+            rs->failed_by_command = true;
+            break;
+        default:
+            break; /* groups are log lines already; state and matchers: actions' concerns */
+        }
+    }
+}
+
+static void on_output_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)h;
+    buf->base = xmalloc(suggested);
+    buf->len = suggested;
+}
+
+static void split_lines(struct running_step *rs, const char *data, size_t len)
+{
+    buf_append(&rs->partial, data, len);
+    size_t start = 0;
+    for (size_t i = 0; i < rs->partial.len; i++) {
+        if (rs->partial.data[i] == '\n') {
+            on_output_line(rs, rs->partial.data + start, i - start);
+            start = i + 1;
+        }
+    }
+    buf_consume(&rs->partial, start);
+}
+
+static void close_output(struct running_step *rs);
+
+static void on_output_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    struct running_step *rs = s->data;
+    if (n > 0)
+        split_lines(rs, buf->base, (size_t)n);
+    free(buf->base);
+    if (n < 0) {
+        close_output(rs);
+        step_maybe_done(rs);
+    }
+}
+
+static void on_output_closed(uv_handle_t *h)
+{
+    struct running_step *rs = h->data;
+    rs->out_closing = false;
+    step_maybe_done(rs);
+}
+
+static void close_output(struct running_step *rs)
+{
+    if (!rs->out_open)
+        return;
+    rs->out_open = false;
+    uv_read_stop((uv_stream_t *)&rs->out);
+    if (rs->partial.len) {
+        on_output_line(rs, rs->partial.data, rs->partial.len);
+        buf_reset(&rs->partial);
+    }
+    rs->out_closing = true;
+    uv_close((uv_handle_t *)&rs->out, on_output_closed);
+}
+
+/* Output written before the step exited is in the pipe already; a background process that
+ * keeps the pipe open must not hold the step (as on GitHub, `server &` ends the step). */
+static void drain_output(struct running_step *rs)
+{
+    if (!rs->out_open)
+        return;
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&rs->out, &fd) == 0) {
+        char chunk[65536];
+        ssize_t n;
+        while ((n = read(fd, chunk, sizeof chunk)) > 0)
+            split_lines(rs, chunk, (size_t)n);
+    }
+    close_output(rs);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    struct running_step *rs = h->data;
+    rs->timer_closing = false;
+    step_maybe_done(rs);
+}
+
+static void on_step_exit(struct sandbox_step *step, const struct sandbox_step_result *r, void *data)
+{
+    (void)step;
+    struct running_step *rs = data;
+    rs->exited = true;
+    rs->handle = NULL;
+    rs->result = *r;
+    if (rs->timer_open) {
+        rs->timer_open = false;
+        rs->timer_closing = true;
+        uv_close((uv_handle_t *)&rs->timer, on_timer_closed);
+    }
+    drain_output(rs);
+    step_maybe_done(rs);
+}
+
+static void on_step_timeout(uv_timer_t *t)
+{
+    struct running_step *rs = t->data;
+    rs->timed_out = true;
+    if (rs->handle)
+        sandbox_step_cancel(rs->handle);
+}
+
+static char *read_small_file(const char *path, size_t *len)
+{
+    struct error ignored = {0};
+    char *text = path_read_file(path, len, &ignored);
+    return text;
+}
+
+/* GITHUB_OUTPUT, GITHUB_ENV, GITHUB_PATH, GITHUB_STEP_SUMMARY after the step. */
+static void apply_file_commands(struct running_step *rs)
+{
+    struct worker *w = rs->w;
+    size_t len;
+    struct error err = {0};
+    cleanup_free char *outputs = read_small_file(rs->files[FC_OUTPUT], &len);
+    struct file_command_pairs pairs = {0};
+    if (outputs && file_commands_parse_pairs(outputs, len, &pairs, &err) == 0) {
+        for (size_t i = 0; i < pairs.count; i++)
+            json_object_set_new(rs->outputs, pairs.items[i].name,
+                                json_stringn(pairs.items[i].value, pairs.items[i].value_len));
+    } else if (outputs) {
+        report_error(w, rs, &err);
+        rs->failed_by_command = true;
+    }
+    file_command_pairs_free(&pairs);
+    cleanup_free char *env = read_small_file(rs->files[FC_ENV], &len);
+    if (env && file_commands_parse_pairs(env, len, &pairs, &err) == 0) {
+        for (size_t i = 0; i < pairs.count; i++) {
+            const char *refusal = file_commands_env_refusal(pairs.items[i].name);
+            if (refusal) {
+                log_error_annotation(w, rs, refusal);
+                continue;
+            }
+            json_object_set_new(w->job_env, pairs.items[i].name,
+                                json_stringn(pairs.items[i].value, pairs.items[i].value_len));
+        }
+    } else if (env) {
+        report_error(w, rs, &err);
+        rs->failed_by_command = true;
+    }
+    file_command_pairs_free(&pairs);
+    cleanup_free char *paths = read_small_file(rs->files[FC_PATH], &len);
+    if (paths) {
+        size_t count;
+        char **dirs = file_commands_parse_path(paths, len, &count);
+        for (size_t i = 0; i < count; i++)
+            file_commands_path_add(&w->path, dirs[i]);
+        str_list_free(dirs);
+    }
+    struct stat st;
+    if (stat(rs->files[FC_SUMMARY], &st) == 0 && st.st_size > 0) {
+        if (file_commands_check_summary((uint64_t)st.st_size, &err) < 0) {
+            report_error(w, rs, &err);
+        } else {
+            cleanup_free char *summary = read_small_file(rs->files[FC_SUMMARY], &len);
+            if (summary)
+                events_step_summary(w->events, rs->number, summary, len, NULL);
+        }
+    }
+}
+
+static void running_step_free(struct running_step *rs)
+{
+    for (int i = 0; i < FC_COUNT; i++) {
+        if (rs->files[i])
+            unlink(rs->files[i]);
+        free(rs->files[i]);
+    }
+    if (rs->script_path)
+        unlink(rs->script_path);
+    free(rs->script_path);
+    free(rs->display_name);
+    buf_free(&rs->partial);
+    if (rs->commands)
+        step_commands_free(rs->commands);
+    json_decref(rs->env);
+    json_decref(rs->outputs);
+    free(rs);
+}
+
+/* Records the step in the steps context and the job status, and reports it. */
+static void finish_step(struct running_step *rs, enum events_result outcome)
+{
+    struct worker *w = rs->w;
+    enum events_result conclusion = outcome;
+    if (outcome == EVENTS_FAILURE && rs->continue_on_error)
+        conclusion = EVENTS_SUCCESS;
+    if (conclusion == EVENTS_FAILURE && w->status == JOB_SUCCEEDED)
+        w->status = JOB_FAILED;
+    if (outcome == EVENTS_CANCELLED)
+        w->status = JOB_CANCELLED;
+    json_t *entry =
+        json_pack("{s:O, s:s, s:s}", "outputs", rs->outputs, "outcome", events_result_name(outcome),
+                  "conclusion", events_result_name(conclusion));
+    json_object_set_new(json_get(w->contexts, "steps"), rs->step->context_name, entry);
+    json_object_set_new(json_get(w->contexts, "job"), "status",
+                        json_string(status_name(w->status)));
+    emit_step_finished(w, rs->number, outcome, conclusion, rs->outputs);
+}
+
+static void step_maybe_done(struct running_step *rs)
+{
+    if (!rs->exited || rs->out_open || rs->out_closing || rs->timer_open || rs->timer_closing)
+        return;
+    struct worker *w = rs->w;
+    apply_file_commands(rs);
+    enum events_result outcome = EVENTS_SUCCESS;
+    if (rs->timed_out) {
+        cleanup_free char *m = xasprintf("The action '%s' has timed out after %g minutes.",
+                                         rs->display_name, rs->timeout_minutes);
+        log_error_annotation(w, rs, m);
+        outcome = EVENTS_FAILURE;
+    } else if (rs->result.canceled || (w->cancel_requested && rs->result.term_signal)) {
+        log_line(w, rs, "##[error]The operation was canceled.");
+        outcome = EVENTS_CANCELLED;
+    } else if (rs->result.term_signal || rs->result.exit_code != 0) {
+        cleanup_free char *m =
+            rs->result.term_signal
+                ? xasprintf("Process completed with exit code %d.", 128 + rs->result.term_signal)
+                : xasprintf("Process completed with exit code %d.", rs->result.exit_code);
+        log_error_annotation(w, rs, m);
+        outcome = EVENTS_FAILURE;
+    } else if (rs->failed_by_command) {
+        outcome = EVENTS_FAILURE;
+    }
+    finish_step(rs, outcome);
+    w->current = NULL;
+    running_step_free(rs);
+    uv_timer_start(&w->advance, on_advance, 0, 0);
+}
+
+static int create_file_command_files(struct running_step *rs, struct error *err)
+{
+    for (int i = 0; i < FC_COUNT; i++) {
+        cleanup_free char *guid = codec_uuid4();
+        cleanup_free char *name = xasprintf("%s_%s", file_command_files[i].prefix, guid);
+        rs->files[i] = path_join(rs->w->file_commands_dir, name);
+        if (path_write_file_atomic(rs->files[i], "", 0, 0666, err) < 0)
+            return err->code;
+    }
+    return 0;
+}
+
+static char *first_line(const char *text)
+{
+    while (*text == '\n' || *text == '\r' || *text == ' ')
+        text++;
+    return xstrndup(text, strcspn(text, "\r\n"));
+}
+
+/* The step's display name: its name: token, else "Run <first line of the script>". */
+static char *step_display_name(struct running_step *rs, const struct template_context *tc,
+                               const char *script)
+{
+    const struct job_step *s = rs->step;
+    if (s->display_name_token) {
+        struct error err = {0};
+        char *name = template_evaluate_string(s->display_name_token, tc, &err);
+        if (name)
+            return name;
+    }
+    if (s->display_name)
+        return xstrdup(s->display_name);
+    if (script) {
+        cleanup_free char *line = first_line(script);
+        return xasprintf("Run %s", line);
+    }
+    if (s->kind == JOB_STEP_CONTAINER)
+        return xasprintf("Run docker://%s", s->image);
+    if (s->repository_name)
+        return xasprintf("Run %s%s%s@%s", s->repository_name, *s->repository_path ? "/" : "",
+                         s->repository_path, s->repository_ref ? s->repository_ref : "");
+    return xasprintf("Run %s", s->repository_path);
+}
+
+static json_t *evaluate_step_env(struct running_step *rs, const struct template_context *tc,
+                                 struct error *err)
+{
+    json_t *env = json_deep_copy(rs->w->job_env);
+    json_t *step_env = template_evaluate_string_map(rs->step->environment, tc, err);
+    if (!step_env) {
+        json_decref(env);
+        return NULL;
+    }
+    json_object_update(env, step_env);
+    json_decref(step_env);
+    return env;
+}
+
+static const char *input_string(json_t *inputs, const char *key)
+{
+    return json_get_string(inputs, key);
+}
+
+static int write_script(struct running_step *rs, const char *script, const char *extension,
+                        struct error *err)
+{
+    cleanup_free char *guid = codec_uuid4();
+    cleanup_free char *name = xasprintf("%s%s", guid, extension);
+    rs->script_path = path_join(rs->w->temp, name);
+    return path_write_file_atomic(rs->script_path, script, strlen(script), 0755, err);
+}
+
+/* Shows what runs, as the official runner's "Run …" group does. */
+static void log_step_header(struct running_step *rs, const char *script, const char *shell,
+                            json_t *step_env)
+{
+    struct worker *w = rs->w;
+    cleanup_free char *group = xasprintf("##[group]%s", rs->display_name);
+    log_line(w, rs, group);
+    size_t n;
+    char **lines = str_split(script, '\n', &n);
+    for (size_t i = 0; i < n; i++)
+        if (i + 1 < n || *lines[i])
+            log_line(w, rs, lines[i]);
+    str_list_free(lines);
+    cleanup_free char *shell_line = xasprintf("shell: %s", shell);
+    log_line(w, rs, shell_line);
+    if (json_object_size(step_env)) {
+        log_line(w, rs, "env:");
+        const char *k;
+        json_t *v;
+        json_object_foreach(step_env, k, v)
+        {
+            cleanup_free char *line = xasprintf("  %s: %s", k, json_string_value(v));
+            log_line(w, rs, line);
+        }
+    }
+    log_line(w, rs, "##[endgroup]");
+}
+
+static char *shell_display(const struct shell_command *cmd, const char *script_path)
+{
+    struct buf b = BUF_INIT;
+    for (char **a = cmd->argv; *a; a++) {
+        if (a != cmd->argv)
+            buf_putc(&b, ' ');
+        buf_puts(&b, strcmp(*a, script_path) == 0 ? "{0}" : *a);
+    }
+    return buf_steal(&b);
+}
+
+static int spawn_script(struct running_step *rs, json_t *inputs, const struct template_context *tc,
+                        struct error *err)
+{
+    struct worker *w = rs->w;
+    const char *script = input_string(inputs, "script");
+    if (!script)
+        return error_set(err, EINVAL, "the run step has no script");
+    const char *shell = input_string(inputs, "shell");
+    if (!shell || !*shell)
+        shell = w->defaults_shell;
+    const char *wd = input_string(inputs, "workingDirectory");
+    if (!wd || !*wd)
+        wd = w->defaults_working_directory;
+    cleanup_free char *cwd = wd && *wd ? (wd[0] == '/' ? xstrdup(wd) : path_join(w->workspace, wd))
+                                       : xstrdup(w->workspace);
+    (void)tc;
+    if (write_script(rs, script, shell_extension(shell), err) < 0)
+        return err->code;
+    const char *path = json_get_string(rs->env, "PATH");
+    cleanup_free char *search = file_commands_path_join(&w->path, path ? path : getenv("PATH"));
+    struct shell_command cmd;
+    if (shell_resolve(shell, search, rs->script_path, &cmd, err) < 0)
+        return err->code;
+    cleanup_free char *shown = shell_display(&cmd, rs->script_path);
+    json_t *step_only = template_evaluate_string_map(rs->step->environment, tc, err);
+    log_step_header(rs, script, shown, step_only ? step_only : rs->env);
+    json_decref(step_only);
+    char **envp = step_process_env(rs);
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) < 0) {
+        shell_command_free(&cmd);
+        str_list_free(envp);
+        return error_set_errno(err, errno, "cannot create the step's output pipe");
+    }
+    struct sandbox_spawn_options so = {
+        .argv = (const char *const *)cmd.argv,
+        .env = (const char *const *)envp,
+        .cwd = cwd,
+        .stdio = {{SANDBOX_STDIO_NULL, -1}, {SANDBOX_STDIO_FD, fds[1]}, {SANDBOX_STDIO_FD, fds[1]}},
+        .on_exit = on_step_exit,
+        .data = rs,
+    };
+    struct stat st;
+    int rc = 0;
+    if (stat(cwd, &st) < 0 || !S_ISDIR(st.st_mode))
+        rc = error_set(err, ENOENT,
+                       "An error occurred trying to start process '%s' with working directory "
+                       "'%s'. No such file or directory",
+                       cmd.argv[0], cwd);
+    else
+        rc = sandbox_spawn(w->sandbox, &so, &rs->handle, err);
+    close(fds[1]);
+    shell_command_free(&cmd);
+    str_list_free(envp);
+    if (rc < 0) {
+        close(fds[0]);
+        return rc;
+    }
+    uv_pipe_init(&w->loop, &rs->out, 0);
+    rs->out.data = rs;
+    uv_pipe_open(&rs->out, fds[0]);
+    rs->out_open = true;
+    uv_read_start((uv_stream_t *)&rs->out, on_output_alloc, on_output_read);
+    if (rs->timeout_minutes > 0) {
+        uv_timer_init(&w->loop, &rs->timer);
+        rs->timer.data = rs;
+        rs->timer_open = true;
+        uv_timer_start(&rs->timer, on_step_timeout, (uint64_t)(rs->timeout_minutes * 60000.0), 0);
+    }
+    return 0;
+}
+
+/* Evaluates the step's condition; false (or an error, reported) skips it. */
+static bool step_should_run(struct worker *w, const struct job_step *s, struct error *err)
+{
+    struct expr_context ec;
+    struct template_context tc;
+    template_context_for(w, &ec, &tc);
+    struct expr_value v = {0};
+    enum expr_stage stage;
+    if (expr_evaluate_text(s->condition, &step_parse_options, &ec, &v, &stage, err) < 0)
+        return false;
+    bool run = expr_value_truthy(&v);
+    expr_value_clear(&v);
+    return run;
+}
+
+static void skip_step(struct worker *w, const struct job_step *s, int number)
+{
+    json_t *entry =
+        json_pack("{s:{}, s:s, s:s}", "outputs", "outcome", "skipped", "conclusion", "skipped");
+    json_object_set_new(json_get(w->contexts, "steps"), s->context_name, entry);
+    events_step_finished(w->events, number, EVENTS_SKIPPED, EVENTS_SKIPPED, NULL, 0, NULL);
+}
+
+/* Starts step i; returns false when it finished at once (skipped or failed to start). */
+static bool start_step(struct worker *w, const struct job_step *s)
+{
+    struct running_step *rs = xcalloc(1, sizeof *rs);
+    rs->w = w;
+    rs->step = s;
+    rs->number = ++w->step_counter;
+    rs->outputs = json_object();
+    rs->started_ms = now_ms();
+    struct expr_context ec;
+    struct template_context tc;
+    template_context_for(w, &ec, &tc);
+    struct error err = {0};
+    json_t *inputs = NULL;
+    json_object_set(w->contexts, "env", w->job_env);
+    rs->env = evaluate_step_env(rs, &tc, &err);
+    if (rs->env) {
+        json_object_set(w->contexts, "env", rs->env);
+        inputs = template_evaluate_string_map(s->inputs, &tc, &err);
+    }
+    const char *script = inputs ? input_string(inputs, "script") : NULL;
+    rs->display_name = step_display_name(rs, &tc, s->kind == JOB_STEP_SCRIPT ? script : NULL);
+    events_step_started(w->events, rs->number, s->id, rs->display_name, EVENTS_STAGE_MAIN, NULL);
+    int rc = inputs ? 0 : err.code;
+    if (rc == 0)
+        rc = template_evaluate_bool(s->continue_on_error, &tc, false, &rs->continue_on_error, &err);
+    if (rc == 0)
+        rc = template_evaluate_number(s->timeout_minutes, &tc, 0, &rs->timeout_minutes, &err);
+    if (rc == 0) {
+        struct step_commands_options sco = {
+            .enhanced_annotations = true,
+            .step_context_name = s->context_name,
+            .workspace = w->workspace,
+            .repository = github_string(w, "repository"),
+            .allow_unsecure_commands = step_commands_unsecure_commands_allowed(
+                getenv("ACTIONS_ALLOW_UNSECURE_COMMANDS"),
+                json_get_string(rs->env, "ACTIONS_ALLOW_UNSECURE_COMMANDS")),
+        };
+        rs->commands = step_commands_new(w->masker, &sco);
+        rc = create_file_command_files(rs, &err);
+    }
+    if (rc == 0) {
+        if (s->kind == JOB_STEP_SCRIPT)
+            rc = spawn_script(rs, inputs, &tc, &err);
+        else
+            rc = error_set(&err, ENOTSUP,
+                           "'uses:' steps need the actions support that harrier does not have "
+                           "yet; only 'run:' steps can run");
+    }
+    json_decref(inputs);
+    if (rc == 0) {
+        w->current = rs;
+        return true;
+    }
+    report_error(w, rs, &err);
+    finish_step(rs, EVENTS_FAILURE);
+    running_step_free(rs);
+    return false;
+}
+
+static void finish_job(struct worker *w);
+
+static void start_next_step(struct worker *w)
+{
+    while (w->next_step < w->msg->step_count) {
+        const struct job_step *s = &w->msg->steps[w->next_step++];
+        json_object_set(w->contexts, "env", w->job_env);
+        struct error err = {0};
+        bool run = step_should_run(w, s, &err);
+        if (err.message[0] || !run) {
+            int number = ++w->step_counter;
+            events_step_started(w->events, number, s->id, s->context_name, EVENTS_STAGE_MAIN, NULL);
+            if (err.message[0]) {
+                report_error(w, NULL, &err);
+                w->status = JOB_FAILED;
+            }
+            skip_step(w, s, number);
+            continue;
+        }
+        if (start_step(w, s))
+            return;
+    }
+    finish_job(w);
+}
+
+/* --- the job's end --------------------------------------------------------------------- */
+
+static json_t *evaluate_job_outputs(struct worker *w)
+{
+    json_t *outputs = json_object();
+    if (!w->msg->job_outputs)
+        return outputs;
+    struct expr_context ec;
+    struct template_context tc;
+    template_context_for(w, &ec, &tc);
+    json_object_set(w->contexts, "env", w->job_env);
+    struct error err = {0};
+    json_t *values = template_evaluate_string_map(w->msg->job_outputs, &tc, &err);
+    if (!values) {
+        report_error(w, NULL, &err);
+        return outputs;
+    }
+    const char *k;
+    json_t *v;
+    json_object_foreach(values, k, v)
+    {
+        const char *s = json_string_value(v);
+        cleanup_free char *masked = masker_mask(w->masker, s, strlen(s));
+        if (strcmp(masked, s) != 0) {
+            /* As the official runner: an output that holds a secret is not passed on. */
+            cleanup_free char *m = xasprintf("Skip output '%s' since it may contain secret.", k);
+            cleanup_free char *line = xasprintf("##[warning]%s", m);
+            log_line(w, NULL, line);
+            continue;
+        }
+        json_object_set(outputs, k, v);
+    }
+    json_decref(values);
+    return outputs;
+}
+
+static void finish_job(struct worker *w)
+{
+    json_t *outputs = evaluate_job_outputs(w);
+    enum events_result result = w->cancel_requested          ? EVENTS_CANCELLED
+                                : w->status == JOB_SUCCEEDED ? EVENTS_SUCCESS
+                                                             : EVENTS_FAILURE;
+    size_t n;
+    cleanup_free struct events_output *list = output_list(outputs, &n);
+    events_job_finished(w->events, result, list, n, NULL);
+    json_decref(outputs);
+    if (w->sandbox) {
+        sandbox_job_free(w->sandbox);
+        w->sandbox = NULL;
+    }
+    /* The loop ends when the last handle has closed: ours here, the sandbox's on its own. */
+    uv_close((uv_handle_t *)&w->sigint, NULL);
+    uv_close((uv_handle_t *)&w->sigterm, NULL);
+    uv_close((uv_handle_t *)&w->cancel_async, NULL);
+    uv_close((uv_handle_t *)&w->advance, NULL);
+}
+
+/* --- cancellation ---------------------------------------------------------------------- */
+
+static void cancel_job(struct worker *w)
+{
+    if (w->cancel_requested)
+        return;
+    w->cancel_requested = true;
+    w->status = JOB_CANCELLED;
+    json_object_set_new(json_get(w->contexts, "job"), "status", json_string("cancelled"));
+    if (w->current && w->current->handle)
+        sandbox_step_cancel(w->current->handle);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    (void)signum;
+    cancel_job(s->data);
+}
+
+static void on_cancel_async(uv_async_t *a)
+{
+    cancel_job(a->data);
+}
+
+void worker_cancel_current(void)
+{
+    if (current_worker)
+        uv_async_send(&current_worker->cancel_async);
+}
+
+/* --- entry ----------------------------------------------------------------------------- */
+
+static int set_up(struct worker *w, struct error *err)
+{
+    w->contexts = json_deep_copy(w->msg->contexts);
+    int rc;
+    if ((rc = make_folders(w, err)) < 0)
+        return rc;
+    add_secrets(w);
+    set_runner_context(w);
+    if ((rc = evaluate_job_env(w, err)) < 0 || (rc = evaluate_defaults(w, err)) < 0)
+        return rc;
+    struct sandbox_job_options so = {
+        .level = w->opt->sandbox_level,
+        .allow_fallback = w->opt->sandbox_fallback,
+        .hide_paths = w->opt->hide_paths,
+        .writable_paths = (const char *const[]){w->opt->work_root, NULL},
+    };
+    return sandbox_job_new(&w->loop, &so, &w->sandbox, err);
+}
+
+int worker_run(struct job_message *message, const struct worker_options *options, bool *succeeded,
+               struct error *err)
+{
+    struct worker *w = xcalloc(1, sizeof *w);
+    w->msg = message;
+    w->opt = options;
+    w->masker = masker_new();
+    w->events = events_writer_new_fd(w->masker, options->events_fd);
+    uv_loop_init(&w->loop);
+    uv_signal_init(&w->loop, &w->sigint);
+    uv_signal_init(&w->loop, &w->sigterm);
+    w->sigint.data = w->sigterm.data = w;
+    uv_signal_start(&w->sigint, on_signal, SIGINT);
+    uv_signal_start(&w->sigterm, on_signal, SIGTERM);
+    uv_async_init(&w->loop, &w->cancel_async, on_cancel_async);
+    w->cancel_async.data = w;
+    uv_timer_init(&w->loop, &w->advance);
+    w->advance.data = w;
+    current_worker = w;
+    events_job_started(w->events, message->job_id, message->job_display_name, NULL);
+    int rc = set_up(w, err);
+    if (rc < 0) {
+        report_error(w, NULL, err);
+        w->status = JOB_FAILED;
+        w->next_step = message->step_count; /* nothing runs; the job still reports its end */
+    }
+    start_next_step(w);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    current_worker = NULL;
+    *succeeded = w->status == JOB_SUCCEEDED && !w->cancel_requested;
+    uv_loop_close(&w->loop);
+    events_writer_free(w->events);
+    masker_free(w->masker);
+    json_decref(w->contexts);
+    json_decref(w->job_env);
+    file_commands_path_list_free(&w->path);
+    free(w->workspace);
+    free(w->temp);
+    free(w->tool_cache);
+    free(w->file_commands_dir);
+    free(w->event_path);
+    free(w->defaults_shell);
+    free(w->defaults_working_directory);
+    free(w);
+    return 0;
+}
