@@ -95,8 +95,11 @@ static uint64_t now_ms(void)
 static void say_error(const char *what, const struct error *err)
 {
     char text[ERROR_MESSAGE_MAX + ERROR_WHERE_MAX + 64];
-    fprintf(stderr, "harrier exec: %s%s%s\n", what ? what : "", what ? ": " : "",
-            error_format(err, text, sizeof text));
+    /* GitHub's workflow messages name their file and position themselves. */
+    const char *shown = err->where[0] && str_starts_with(err->message, err->where)
+                            ? err->message
+                            : error_format(err, text, sizeof text);
+    fprintf(stderr, "harrier exec: %s%s%s\n", what ? what : "", what ? ": " : "", shown);
 }
 
 /* --- finding and loading workflows ------------------------------------------------------- */
@@ -786,8 +789,9 @@ static int set_up_contexts(struct exec_state *s, json_t *payload)
     const struct exec_options *o = s->o;
     struct error err = {0};
     if (gitinfo_read(o->directory ? o->directory : ".", &s->git, &err) < 0) {
-        say_error(NULL, &err);
-        return -1;
+        /* Outside a checkout the run still works, with a made-up commit, as act's does. */
+        log_warn("%s; the github context will name a zero commit", err.message);
+        gitinfo_fallback(o->directory ? o->directory : ".", &s->git);
     }
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
