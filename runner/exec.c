@@ -512,6 +512,8 @@ static bool config_selected(const struct exec_options *o, const struct matrix_co
     json_object_foreach(o->matrix_filter, k, want)
     {
         json_t *have = c->matrix ? json_get(c->matrix, k) : NULL;
+        if (!have)
+            continue; /* as act: a filter only narrows matrices that have its key */
         cleanup_free char *text = NULL;
         if (json_is_string(have))
             text = xstrdup(json_string_value(have));
@@ -531,6 +533,13 @@ static int write_message(struct exec_run *r, json_t *message, struct error *err)
         return err->code;
     r->message_path = path_join(r->work, "job-message.json");
     cleanup_free char *text = json_dumps(message, JSON_INDENT(2));
+    const char *dir = r->job->s->o->messages_dir;
+    if (dir) {
+        cleanup_free char *copy = xasprintf("%s/%s-%zu.json", dir, r->job->id, r->config);
+        if (path_mkdir_all(dir, 0755, err) < 0 ||
+            path_write_file_atomic(copy, text, strlen(text), 0600, err) < 0)
+            return err->code;
+    }
     return path_write_file_atomic(r->message_path, text, strlen(text), 0600, err);
 }
 
