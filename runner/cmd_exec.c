@@ -30,6 +30,7 @@ const struct cli_option command_exec_options[] = {
     {"dry-run", 'n', false, false, false, NULL, "plan and show, run nothing"},
     {"logs-dir", 0, true, false, false, "DIR", "write a log file per step into DIR"},
     {"json", 0, false, false, false, NULL, "print the raw event stream"},
+    {"messages-dir", 0, true, false, false, "DIR", "also write each job message (JSON) there"},
     {"sandbox", 0, true, false, false, "LEVEL", "none, process (default) or strict"},
     {"work", 0, true, false, false, "DIR", "jobs' work folders (default: ~/.cache/harrier/work)"},
     {"var-file", 0, true, false, false, "FILE", "configuration variables from a K=V file"},
@@ -117,6 +118,7 @@ int command_exec(const struct cli_command *cmd, struct cli_args *args)
         .json = cli_flag(cmd, args, "json"),
         .verbose = cli_flag(cmd, args, "verbose"),
         .logs_dir = cli_get(cmd, args, "logs-dir"),
+        .messages_dir = cli_get(cmd, args, "messages-dir"),
         .work_dir = cli_get(cmd, args, "work"),
         .color = isatty(STDOUT_FILENO) && !getenv("NO_COLOR"),
     };

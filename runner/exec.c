@@ -95,8 +95,11 @@ static uint64_t now_ms(void)
 static void say_error(const char *what, const struct error *err)
 {
     char text[ERROR_MESSAGE_MAX + ERROR_WHERE_MAX + 64];
-    fprintf(stderr, "harrier exec: %s%s%s\n", what ? what : "", what ? ": " : "",
-            error_format(err, text, sizeof text));
+    /* GitHub's workflow messages name their file and position themselves. */
+    const char *shown = err->where[0] && str_starts_with(err->message, err->where)
+                            ? err->message
+                            : error_format(err, text, sizeof text);
+    fprintf(stderr, "harrier exec: %s%s%s\n", what ? what : "", what ? ": " : "", shown);
 }
 
 /* --- finding and loading workflows ------------------------------------------------------- */
@@ -509,6 +512,8 @@ static bool config_selected(const struct exec_options *o, const struct matrix_co
     json_object_foreach(o->matrix_filter, k, want)
     {
         json_t *have = c->matrix ? json_get(c->matrix, k) : NULL;
+        if (!have)
+            continue; /* as act: a filter only narrows matrices that have its key */
         cleanup_free char *text = NULL;
         if (json_is_string(have))
             text = xstrdup(json_string_value(have));
@@ -528,6 +533,13 @@ static int write_message(struct exec_run *r, json_t *message, struct error *err)
         return err->code;
     r->message_path = path_join(r->work, "job-message.json");
     cleanup_free char *text = json_dumps(message, JSON_INDENT(2));
+    const char *dir = r->job->s->o->messages_dir;
+    if (dir) {
+        cleanup_free char *copy = xasprintf("%s/%s-%zu.json", dir, r->job->id, r->config);
+        if (path_mkdir_all(dir, 0755, err) < 0 ||
+            path_write_file_atomic(copy, text, strlen(text), 0600, err) < 0)
+            return err->code;
+    }
     return path_write_file_atomic(r->message_path, text, strlen(text), 0600, err);
 }
 
@@ -786,8 +798,9 @@ static int set_up_contexts(struct exec_state *s, json_t *payload)
     const struct exec_options *o = s->o;
     struct error err = {0};
     if (gitinfo_read(o->directory ? o->directory : ".", &s->git, &err) < 0) {
-        say_error(NULL, &err);
-        return -1;
+        /* Outside a checkout the run still works, with a made-up commit, as act's does. */
+        log_warn("%s; the github context will name a zero commit", err.message);
+        gitinfo_fallback(o->directory ? o->directory : ".", &s->git);
     }
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);

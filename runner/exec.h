@@ -22,7 +22,8 @@ struct exec_options {
     int max_jobs;                    /* jobs at once; 0 = the number of cores */
     bool list, graph, dry_run, json, color, verbose;
     const char *logs_dir;
-    const char *work_dir; /* where jobs' workspaces go; NULL = ~/.cache/harrier/work */
+    const char *messages_dir; /* also write each job message there (<job>-<n>.json) */
+    const char *work_dir;     /* where jobs' workspaces go; NULL = ~/.cache/harrier/work */
     enum sandbox_level sandbox_level;
     bool sandbox_fallback;
     const char *self_exe; /* the harrier binary that runs workers */

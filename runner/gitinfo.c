@@ -95,7 +95,7 @@ static void read_ref(git_repository *repo, const git_oid *head_oid, struct gitin
 static void read_remote(git_repository *repo, struct gitinfo *out)
 {
     git_remote *remote = NULL;
-    if (git_remote_lookup(&remote, repo, "origin") == 0 && git_remote_url(remote) &&
+    if (repo && git_remote_lookup(&remote, repo, "origin") == 0 && git_remote_url(remote) &&
         gitinfo_parse_remote(git_remote_url(remote), &out->server_url, &out->repository) == 0) {
         git_remote_free(remote);
     } else {
@@ -168,9 +168,7 @@ int gitinfo_read(const char *path, struct gitinfo *out, struct error *err)
     git_oid oid;
     int rc;
     if (git_repository_open_ext(&repo, path, 0, NULL) < 0) {
-        rc = error_set(err, ENOENT,
-                       "%s is not inside a git checkout; run harrier exec from your repository",
-                       path);
+        rc = error_set(err, ENOENT, "%s is not inside a git checkout", path);
         goto done;
     }
     if (git_reference_name_to_id(&oid, repo, "HEAD") < 0 ||
@@ -216,4 +214,17 @@ void gitinfo_free(struct gitinfo *info)
             free(info->changed_files[i]);
     free(info->changed_files);
     memset(info, 0, sizeof *info);
+}
+
+void gitinfo_fallback(const char *path, struct gitinfo *out)
+{
+    memset(out, 0, sizeof *out);
+    char *real = realpath(path, NULL);
+    out->workdir = real ? real : xstrdup(path);
+    out->sha = xstrdup("0000000000000000000000000000000000000000");
+    out->ref = xstrdup("refs/heads/main");
+    out->ref_name = xstrdup("main");
+    out->ref_type = xstrdup("branch");
+    out->actor = xstrdup("harrier");
+    read_remote(NULL, out);
 }

@@ -30,6 +30,10 @@ struct gitinfo {
 int gitinfo_read(const char *path, struct gitinfo *out, struct error *err);
 void gitinfo_free(struct gitinfo *info);
 
+/* What a folder that is not a git checkout stands for: workdir = path, a zero commit on
+ * refs/heads/main of local/<folder>, no changed files. */
+void gitinfo_fallback(const char *path, struct gitinfo *out);
+
 /* Splits a remote URL (https://host/o/r.git, git@host:o/r.git, ssh://git@host/o/r) into
  * server_url and owner/name; returns 0 or -1 when it is not of those shapes. */
 int gitinfo_parse_remote(const char *url, char **server_url, char **repository);

@@ -250,7 +250,8 @@ void terminal_job_event(struct terminal *t, int job, const struct events_event *
         add_annotation(t, job, &ev->annotation);
         break;
     case EVENTS_STEP_SUMMARY:
-        buf_printf(&j->summaries, "%s\n", ev->markdown);
+        buf_printf(&j->summaries, "%s%s", ev->markdown,
+                   str_ends_with(ev->markdown, "\n") ? "" : "\n");
         break;
     case EVENTS_STEP_FINISHED:
         if (!t->options.json)
