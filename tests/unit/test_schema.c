@@ -369,5 +369,46 @@ Test(schema, if_condition_is_wrapped_and_defaults)
     s = token_new_expression(&arena, "always()");
     t = schema_if_condition(&ctx, s, "step-if");
     cr_assert_str_eq(t->u.expression, "always()");
+    s = token_new_string(&arena, "github.ref == 'refs/heads/main' ");
+    token_set_position(s, 1, 4, 9);
+    t = schema_if_condition(&ctx, s, "job-if");
+    cr_assert_str_eq(t->u.expression, "success() && (github.ref == 'refs/heads/main')");
+    cr_assert_eq(t->line, 4);
+    t = schema_if_condition(&ctx, token_new_string(&arena, "!cancelled() && needs.a.result"),
+                            "job-if");
+    cr_assert_str_eq(t->u.expression, "!cancelled() && needs.a.result");
+    /* Contexts are the definition's: steps exist for steps, not for jobs. */
+    cr_assert_not_null(
+        schema_if_condition(&ctx, token_new_string(&arena, "steps.a.outputs.x"), "step-if"));
+    cr_assert_null(
+        schema_if_condition(&ctx, s = token_new_string(&arena, "steps.a.outputs.x"), "job-if"));
+    cr_assert_eq(ctx.nerrors, 1);
+    cr_assert(strstr(ctx.errors[0].message, "Unrecognized named-value: 'steps'"), "%s",
+              ctx.errors[0].message);
+    cr_assert_null(schema_if_condition(&ctx, token_new_string(&arena, "hashFiles('x')"), "job-if"));
+    cr_assert(strstr(ctx.errors[1].message, "Unrecognized function: 'hashFiles'"), "%s",
+              ctx.errors[1].message);
+    teardown();
+}
+
+Test(schema, merge_keys_are_refused_as_github_refuses_them)
+{
+    setup();
+    /* YAML 1.2 has no merge keys: "<<" is a key like any other, which the schema refuses. */
+    read_workflow("on: push\n"
+                  "x: &base\n"
+                  "  runs-on: a\n"
+                  "jobs:\n"
+                  "  build:\n"
+                  "    <<: *base\n"
+                  "    steps:\n"
+                  "      - run: x\n"
+                  "        env:\n"
+                  "          <<: *base\n");
+    ASSERT_ERRORS(".github/workflows/w.yml (Line: 2, Col: 1): Unexpected value 'x'",
+                  ".github/workflows/w.yml (Line: 6, Col: 5): Unexpected value '<<'",
+                  ".github/workflows/w.yml (Line: 2, Col: 4): A mapping was not expected",
+                  ".github/workflows/w.yml (Line: 5, Col: 5): Required property is missing: "
+                  "runs-on");
     teardown();
 }
