@@ -408,7 +408,7 @@ Test(schema, merge_keys_are_refused_as_github_refuses_them)
     ASSERT_ERRORS(".github/workflows/w.yml (Line: 2, Col: 1): Unexpected value 'x'",
                   ".github/workflows/w.yml (Line: 6, Col: 5): Unexpected value '<<'",
                   ".github/workflows/w.yml (Line: 2, Col: 4): A mapping was not expected",
-                  ".github/workflows/w.yml (Line: 5, Col: 5): Required property is missing: "
+                  ".github/workflows/w.yml (Line: 6, Col: 5): Required property is missing: "
                   "runs-on");
     teardown();
 }
