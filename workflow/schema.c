@@ -376,9 +376,43 @@ static const char *expression_string(struct arena *arena, const char *expr)
     return out;
 }
 
+/* The length of the white-space character at p (.NET's Char.IsWhiteSpace, which GitHub's
+ * Trim uses: ASCII space and controls, NEL, NBSP, the U+2000 block, line/paragraph
+ * separators, …), or 0. */
+static size_t space_at(const char *p, const char *end)
+{
+    const unsigned char *u = (const unsigned char *)p;
+    size_t n = (size_t)(end - p);
+    if (n == 0)
+        return 0;
+    if (*u == ' ' || (*u >= '\t' && *u <= '\r'))
+        return 1;
+    if (n >= 2 && u[0] == 0xC2 && (u[1] == 0x85 || u[1] == 0xA0))
+        return 2;
+    if (n >= 3 && u[0] == 0xE1 && u[1] == 0x9A && u[2] == 0x80) /* U+1680 */
+        return 3;
+    if (n >= 3 && u[0] == 0xE2 && u[1] == 0x80 &&
+        (u[2] <= 0x8A || u[2] == 0xA8 || u[2] == 0xA9 || u[2] == 0xAF)) /* U+2000-200A, 2028 */
+        return 3;
+    if (n >= 3 && u[0] == 0xE2 && u[1] == 0x81 && u[2] == 0x9F) /* U+205F */
+        return 3;
+    if (n >= 3 && u[0] == 0xE3 && u[1] == 0x80 && u[2] == 0x80) /* U+3000 */
+        return 3;
+    return 0;
+}
+
+/* The length of the white-space character that ends at end (see space_at), or 0. */
+static size_t space_before(const char *start, const char *end)
+{
+    for (size_t k = 1; k <= 3 && k <= (size_t)(end - start); k++)
+        if (space_at(end - k, end) == k)
+            return k;
+    return 0;
+}
+
 static bool is_space(char c)
 {
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+    return c == ' ' || (c >= '\t' && c <= '\r');
 }
 
 /* The text between ${{ and }} → an expression or insert token, or NULL with err set. */
@@ -386,19 +420,20 @@ static struct token *parse_expression(struct reader *r, const struct token *raw,
                                       size_t len, const char **allowed, struct error *err)
 {
     struct arena *arena = r->ctx->arena;
-    while (len && is_space(*value)) {
-        value++;
-        len--;
+    size_t k;
+    while ((k = space_at(value, value + len)) > 0) {
+        value += k;
+        len -= k;
     }
-    while (len && is_space(value[len - 1]))
-        len--;
+    while ((k = space_before(value, value + len)) > 0)
+        len -= k;
     if (!len) {
         error_set(err, EINVAL, "An expression was expected");
         return NULL;
     }
     char *trimmed = arena_strndup(arena, value, len);
     /* The insert directive takes no parameters. */
-    if (!strncmp(trimmed, "insert", 6) && (len == 6 || is_space(trimmed[6]))) {
+    if (!strncmp(trimmed, "insert", 6) && (len == 6 || space_at(trimmed + 6, trimmed + len))) {
         int params = 0, parens = 0;
         bool in_string = false;
         size_t start = 6;

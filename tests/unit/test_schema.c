@@ -50,7 +50,8 @@ static const char *const BASIC = "on: push\n"
                                  "        env:\n"
                                  "          A: ${{ github.sha }}\n"
                                  "          B: ${{ 'a {{ literal }}' }}\n"
-                                 "          C: 12\n";
+                                 "          C: 12\n"
+                                 "          D: ${{ github.ref\xc2\xa0}}\n";
 
 Test(schema, tables_are_sorted_and_complete)
 {
@@ -95,6 +96,8 @@ Test(schema, expressions_become_tokens_as_github_compiles_them)
     struct token *c = token_mapping_get(env, "C", false);
     cr_assert_eq(c->type, TOKEN_STRING);
     cr_assert_str_eq(c->u.string, "12");
+    /* Trimmed as .NET trims: a no-break space is white space. */
+    cr_assert_str_eq(token_mapping_get(env, "D", false)->u.expression, "github.ref");
     cr_assert_eq(token_mapping_get(t, "on", false)->type, TOKEN_STRING);
     teardown();
 }
