@@ -243,7 +243,7 @@ Test(schema, yaml_errors_and_limits_are_reported_once)
 {
     setup();
     struct yaml_reader_options o = {.max_depth = 3};
-    const char *text = "on: push\njobs:\n  a:\n    b: [1]\n";
+    const char *text = "on: push\njobs:\n  a:\n    runs-on: [x]\n";
     cr_assert_null(schema_read_workflow(&ctx, "w.yml", text, strlen(text), &o));
     ASSERT_ERRORS("w.yml: Maximum object depth exceeded");
     struct error err = {0};
@@ -413,5 +413,43 @@ Test(schema, merge_keys_are_refused_as_github_refuses_them)
                   ".github/workflows/w.yml (Line: 2, Col: 4): A mapping was not expected",
                   ".github/workflows/w.yml (Line: 6, Col: 5): Required property is missing: "
                   "runs-on");
+    teardown();
+}
+
+Test(schema, errors_before_a_yaml_failure_come_first)
+{
+    setup();
+    /* As GitHub reads while it parses: what precedes the failure is checked, what follows
+     * is not, and the unfinished mappings are not checked for required properties. */
+    read_workflow("on: push\n"
+                  "foo: 1\n"
+                  "jobs:\n"
+                  "  build:\n"
+                  "    timeout-minutes: !!int \"5\"\n"
+                  "    bar: 2\n");
+    ASSERT_ERRORS(".github/workflows/w.yml (Line: 2, Col: 1): Unexpected value 'foo'",
+                  ".github/workflows/w.yml: The scalar style 'DoubleQuoted' on line 5 and column "
+                  "22 is not valid with the tag 'tag:yaml.org,2002:int'");
+    schema_context_free(&ctx);
+    schema_context_init(&ctx, &arena, &schema_workflow);
+    /* A failure inside a value that is skipped (an unknown key's) still stops there. */
+    read_workflow("on: push\n"
+                  "jobs:\n"
+                  "  build:\n"
+                  "    runs-on: x\n"
+                  "    bogus:\n"
+                  "      - [a, *nope]\n");
+    ASSERT_ERRORS(".github/workflows/w.yml (Line: 5, Col: 5): Unexpected value 'bogus'",
+                  ".github/workflows/w.yml: Unknown anchor 'nope'");
+    schema_context_free(&ctx);
+    schema_context_init(&ctx, &arena, &schema_workflow);
+    /* A second document fails after the whole first one is checked. */
+    read_workflow("on: push\n"
+                  "foo: 1\n"
+                  "jobs: {a: {runs-on: x}}\n"
+                  "---\n"
+                  "b: 1\n");
+    ASSERT_ERRORS(".github/workflows/w.yml (Line: 2, Col: 1): Unexpected value 'foo'",
+                  ".github/workflows/w.yml: Expected stream end parse event");
     teardown();
 }
