@@ -1326,6 +1326,17 @@ static int max_depth(const struct workflow_options *o)
                                       : o->max_nested_depth;
 }
 
+/* GitHub counts distinct files read; a file read again costs nothing. */
+static bool file_limit_reached(const struct workflow_context *ctx, const char *ref)
+{
+    const struct schema_context *schema = ctx->schema;
+    for (size_t i = 0; i < schema->nfiles; i++)
+        if (str_eq_nocase(schema->files[i], ref))
+            return false;
+    int max = ctx->options->max_files > 0 ? ctx->options->max_files : WORKFLOW_MAX_FILES;
+    return schema->nfiles + 1 > (size_t)max;
+}
+
 static void load_recursive(struct converter *c, struct workflow_job *job, int depth)
 {
     struct workflow_context *ctx = c->ctx;
@@ -1334,7 +1345,12 @@ static void load_recursive(struct converter *c, struct workflow_job *job, int de
         throw(c, "Nested reusable workflow depth exceeded %d.", max_depth(o));
     size_t first = ctx->schema->nerrors;
     bool found = true;
-    struct token *root = o->load(o->load_data, ctx, str_of(job->ref), &found);
+    struct token *root = NULL;
+    if (file_limit_reached(ctx, str_of(job->ref)))
+        workflow_context_error(ctx, NULL, "The maximum file count of %d has been exceeded",
+                               o->max_files > 0 ? o->max_files : WORKFLOW_MAX_FILES);
+    else
+        root = o->load(o->load_data, ctx, str_of(job->ref), &found);
     if (!found && ctx->schema->nerrors == first)
         workflow_context_error(ctx, job->ref, "Unable to find reusable workflow");
     if (ctx->schema->nerrors == first && root) {
