@@ -445,6 +445,8 @@ static bool lexer_is_boundary(const struct lexer *lx, size_t at)
     case '|':
         return true;
     default: {
+        if ((unsigned char)c < 0x80)
+            return c == ' ' || (c >= '\t' && c <= '\r');
         size_t size;
         return is_white_space(
             utf8_decode((const unsigned char *)lx->text + at, lx->len - at, &size));
@@ -456,6 +458,9 @@ static size_t lexer_white_space(const struct lexer *lx, size_t at)
 {
     if (at >= lx->len)
         return 0;
+    char c0 = lx->text[at];
+    if ((unsigned char)c0 < 0x80)
+        return (c0 == ' ' || (c0 >= '\t' && c0 <= '\r')) ? 1 : 0;
     size_t size;
     uint32_t c = utf8_decode((const unsigned char *)lx->text + at, lx->len - at, &size);
     return is_white_space(c) ? size : 0;
@@ -1150,7 +1155,7 @@ int expr_parse(const char *text, const struct expr_parse_options *options, struc
     }
 
     struct expr *e = xcalloc(1, sizeof *e);
-    arena_init(&e->arena, 1024 + len * 2);
+    arena_init(&e->arena, 448 + len * 2); /* small: below glibc's large-bin requests */
     e->text = arena_strndup(&e->arena, text, len);
 
     struct lexer lx = {.text = e->text, .len = len, .arena = &e->arena};
