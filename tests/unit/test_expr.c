@@ -205,6 +205,12 @@ Test(expr, syntax_errors_say_where)
                  "expression: contains('a')");
     assert_fails("format('a',)", EXPR_STAGE_PARSING,
                  "Unexpected symbol: ')'. Located at position 12 within expression: format('a',)");
+    /* tokens are read as the parser needs them (as GitHub's C# parser): the first error wins */
+    assert_fails(
+        "foo == 'open", EXPR_STAGE_PARSING,
+        "Unrecognized named-value: 'foo'. Located at position 1 within expression: foo == 'open");
+    assert_fails("1 2 'open", EXPR_STAGE_PARSING,
+                 "Unexpected symbol: '2'. Located at position 3 within expression: 1 2 'open");
     /* positions count characters (UTF-16 units), not bytes, across lines */
     assert_fails(
         "'é' ==\n x", EXPR_STAGE_PARSING,
