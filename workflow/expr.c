@@ -22,6 +22,7 @@ enum {
     MEMORY_STRING_OVERHEAD = 26,        /* MemoryCounter.StringBaseOverhead */
     MEMORY_POINTER = 8,                 /* IntPtr.Size */
     MEMORY_LEVELS = EXPR_MAX_DEPTH + 8, /* a tree is at most 50 deep */
+    EXPR_MAX_NESTING = 250,             /* the parser's recursion guard */
     NUMBER_TEXT_MAX = 40,
 };
 
@@ -800,9 +801,12 @@ static void *parser_fail(struct parser *p)
     return parser_fail_token(p, "Unexpected symbol", parser_peek(p));
 }
 
+/* A guard on the parser's recursion (groups, arguments, indexes, "!"), so that no text can
+ * exhaust the stack. The limit GitHub states is on the tree (tree_depth_ok below); parentheses
+ * make no node there, so this guard is looser than it, and only refuses absurd nesting. */
 static bool parser_depth_up(struct parser *p)
 {
-    if (++p->depth > EXPR_MAX_DEPTH) {
+    if (++p->depth > EXPR_MAX_NESTING) {
         error_set(p->err, -1, "Exceeded max expression depth %d", EXPR_MAX_DEPTH);
         return false;
     }
@@ -1011,7 +1015,6 @@ static struct node *parse_index(struct parser *p)
     struct node *expr = parse_call(p, &postfix);
     if (!expr || !postfix)
         return expr;
-    int raised = 0;
     for (;;) {
         struct node *index;
         if (parser_match(p, TOKEN_LEFT_BRACKET)) {
@@ -1039,12 +1042,8 @@ static struct node *parse_index(struct parser *p)
         } else {
             break;
         }
-        raised++;
-        if (!parser_depth_up(p))
-            return NULL;
         expr = node_binary(p, NODE_INDEX, expr, index);
     }
-    p->depth -= raised;
     return expr;
 }
 
@@ -1113,8 +1112,6 @@ static struct node *parse_logical(struct parser *p, enum token_type op, enum nod
     struct node *first = operand(p);
     if (!first || !parser_check(p, op))
         return first;
-    if (!parser_depth_up(p))
-        return NULL;
     struct node_list args = {0};
     logical_push(&args, kind, first);
     while (parser_match(p, op)) {
@@ -1125,7 +1122,6 @@ static struct node *parse_logical(struct parser *p, enum token_type op, enum nod
         }
         logical_push(&args, kind, next);
     }
-    p->depth--;
     struct node *n = node_new(p, kind);
     node_set_args(p, n, &args);
     return n;
