@@ -293,8 +293,7 @@ json_t *token_to_json(const struct token *t, enum token_json_style style)
         json_object_set_new(o, "expr", json_string(t->u.expression));
         break;
     case TOKEN_INSERT:
-        json_object_set_new(o, style == TOKEN_JSON_CORPUS ? "expr" : "directive",
-                            json_string("insert"));
+        json_object_set_new(o, "directive", json_string("insert"));
         break;
     case TOKEN_SEQUENCE:
         if (t->u.sequence.count) {

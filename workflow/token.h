@@ -80,11 +80,13 @@ const char *token_to_display_string(struct arena *arena, const struct token *t);
 
 /* JSON encoding. Writing: bare JSON for string/boolean/number/null tokens without a
  * position, objects otherwise; mapping pairs as "key"/"value" (job messages) or
- * "Key"/"Value" (the corpus's spelling) as pair_case says; insert written with "directive"
- * (job messages) or "expr" (corpus) likewise. Reading accepts every form and any case. */
+ * "Key"/"Value" (the corpus's spelling) as the style says; insert is written
+ * {"type":4,"directive":"insert"} in both (the corpus's expected files use "directive",
+ * though its README says "expr"). Reading accepts every form ("directive" or "expr") and
+ * any case. */
 enum token_json_style {
-    TOKEN_JSON_JOB_MESSAGE, /* "key"/"value", "directive": "insert" */
-    TOKEN_JSON_CORPUS,      /* "Key"/"Value", "expr": "insert" */
+    TOKEN_JSON_JOB_MESSAGE, /* "key"/"value" */
+    TOKEN_JSON_CORPUS,      /* "Key"/"Value" */
 };
 /* NaN and +-Infinity numbers are written as the strings "NaN", "Infinity", "-Infinity" (as
  * Newtonsoft does) and read back from them in "num". */

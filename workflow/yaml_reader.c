@@ -418,6 +418,23 @@ static int reader_event(struct reader *r, const yaml_event_t *ev, int *documents
     return 0;
 }
 
+/* After a failure: hangs the unfinished collections on their parents, with the NULL mark
+ * where reading stopped (see yaml_reader_options.partial). */
+static void reader_close_partial(struct reader *r)
+{
+    struct token *child = NULL; /* the mark, then each unfinished collection */
+    for (size_t i = r->depth; i-- > 0;) {
+        struct frame *f = &r->stack[i];
+        if (f->token->type == TOKEN_SEQUENCE)
+            token_sequence_add(r->arena, f->token, child);
+        else
+            token_mapping_add(r->arena, f->token, f->key, child);
+        child = f->token;
+    }
+    if (r->depth)
+        r->root = r->stack[0].token;
+}
+
 static int reader_syntax_error(struct reader *r, const yaml_parser_t *parser)
 {
     const yaml_mark_t *mark = &parser->problem_mark;
@@ -470,10 +487,14 @@ int yaml_reader_load(struct arena *arena, const char *text, size_t len,
         yaml_event_delete(&ev);
     }
     yaml_parser_delete(&parser);
+    if (rc < 0 && opts.partial)
+        reader_close_partial(&r);
     free(r.stack);
     free(r.anchors);
-    if (rc < 0)
+    if (rc < 0) {
+        *out = opts.partial ? r.root : NULL;
         return rc;
+    }
     *out = r.root;
     return 0;
 }

@@ -48,7 +48,7 @@ Test(token, job_message_style_writes_key_value_and_directive)
     j = token_to_json(map, TOKEN_JSON_CORPUS);
     cr_assert_not_null(json_object_get(json_array_get(json_object_get(j, "map"), 0), "Key"));
     json_t *insert = json_object_get(json_array_get(json_object_get(j, "map"), 2), "Key");
-    cr_assert_str_eq(json_string_value(json_object_get(insert, "expr")), "insert");
+    cr_assert_str_eq(json_string_value(json_object_get(insert, "directive")), "insert");
     json_decref(j);
     arena_free(&a);
 }
