@@ -313,4 +313,9 @@ Test(masker, value_added_later_is_masked_from_then_on)
     assert_masks("first-secret second-secret", "*** second-secret");
     add("second-secret");
     assert_masks("first-secret second-secret", "*** ***");
+    /* shorter values change how the text is sampled: everything must still be found */
+    add("tiny");
+    assert_masks("first-secret tiny second-secret", "*** *** ***");
+    add("ab");
+    assert_masks("first-secret tiny second-secret ab", "*** *** *** ***");
 }
