@@ -204,18 +204,11 @@ static int write_proc(pid_t pid, const char *file, const char *text)
     return n == (ssize_t)strlen(text) ? 0 : -saved;
 }
 
-/* The inner user namespace's maps: root maps to root (all ids, so that apt can drop to
- * _apt), anyone else to themselves. */
+/* The inner user namespace's maps, for real root: root maps to root, and every other id to
+ * itself, so that apt can still drop to _apt. (Others map themselves, in the helper.) */
 static int write_maps(struct sandbox_job *job, struct error *err)
 {
-    char uid_map[64], gid_map[64];
-    if (geteuid() == 0) {
-        snprintf(uid_map, sizeof uid_map, "0 0 4294967295\n");
-        snprintf(gid_map, sizeof gid_map, "0 0 4294967295\n");
-    } else {
-        snprintf(uid_map, sizeof uid_map, "%u %u 1\n", geteuid(), geteuid());
-        snprintf(gid_map, sizeof gid_map, "%u %u 1\n", getegid(), getegid());
-    }
+    const char *uid_map = "0 0 4294967295\n", *gid_map = uid_map;
     static const char *const files[] = {"uid_map", "gid_map"};
     const char *maps[] = {uid_map, gid_map};
     for (int i = 0; i < 2; i++) {
@@ -233,6 +226,24 @@ struct setup_failure {
     enum helper_stage stage;
 };
 
+/* Real root: uid 0 in the initial user namespace, whose uid_map maps every id. Root inside
+ * another user namespace (a rootless container) takes the unprivileged path. */
+static bool real_root(void)
+{
+    if (geteuid() != 0)
+        return false;
+    char text[128] = "";
+    int fd = open("/proc/self/uid_map", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ssize_t n = read(fd, text, sizeof text - 1);
+        text[n > 0 ? n : 0] = '\0';
+        close(fd);
+    }
+    unsigned long long inside, outside, count;
+    return sscanf(text, "%llu %llu %llu", &inside, &outside, &count) == 3 && inside == 0 &&
+           outside == 0 && count == 4294967295ULL;
+}
+
 static int start_helper(struct sandbox_job *job, enum sandbox_level level,
                         struct setup_failure *failure, struct error *err)
 {
@@ -242,7 +253,7 @@ static int start_helper(struct sandbox_job *job, enum sandbox_level level,
     struct helper_setup setup = {
         .level = level,
         .network = job->network,
-        .root = geteuid() == 0,
+        .root = real_root(),
         .uid = geteuid(),
         .gid = getegid(),
         .worker = getpid(),
@@ -358,7 +369,12 @@ int sandbox_job_new(uv_loop_t *loop, const struct sandbox_job_options *o,
             break;
         stop_helper(job);
         if (!o->allow_fallback) {
-            error_prefix(err, "cannot create the %s sandbox", sandbox_level_name(level));
+            char why[ERROR_MESSAGE_MAX];
+            snprintf(why, sizeof why, "%s", err->message);
+            error_set(err, err->code,
+                      "cannot create the %s sandbox: %s; enable that, or choose a lower "
+                      "--sandbox level",
+                      sandbox_level_name(level), why);
             job->level = level;
             sandbox_job_free(job);
             return err->code;
