@@ -1,6 +1,8 @@
 /* The worker's side of a job sandbox: creating it (through the helper, helper.c), spawning
- * steps, watching them on the libuv loop through their pidfds (no SIGCHLD: steps have exit
- * signal 0 and are reaped with waitid(P_PIDFD)), cancelling their trees, ending the job. */
+ * steps, watching them on the libuv loop through their pidfds and reaping each with
+ * waitid(P_PIDFD) (libuv waits only for the pids it spawned, so no SIGCHLD race; the worker
+ * must not set SIGCHLD to SIG_IGN, which would reap steps behind our back), cancelling
+ * their trees, ending the job. */
 #include "sandbox/sandbox_internal.h"
 
 #include "lib/log.h"

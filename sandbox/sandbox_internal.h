@@ -27,7 +27,8 @@ struct sandbox_exec {
 };
 
 /* Starts ex's child with clone(CLONE_VM|CLONE_VFORK|CLONE_PIDFD|extra_flags), exit signal 0
- * (the parent reaps it with waitid(P_PIDFD, ... __WALL)). stack is EXEC_STACK_SIZE bytes.
+ * (execve turns that back into SIGCHLD; the parent reaps it with waitid(P_PIDFD), never by
+ * waiting for any child, and so does libuv: no race). stack is EXEC_STACK_SIZE bytes.
  * Returns the pid and sets *pidfd, or a negative errno. ex->error is set when the child
  * failed before or at execve. */
 pid_t exec_start(struct sandbox_exec *ex, void *stack, int extra_flags, int *pidfd);
