@@ -261,8 +261,10 @@ static void minimal_dev(int sock)
 {
     static const char *const nodes[] = {"null", "zero", "full", "random", "urandom", "tty"};
     static const char *const links[][2] = {
-        {"pts/ptmx", "/tmp/.harrier-dev/ptmx"},        {"/proc/self/fd", "/tmp/.harrier-dev/fd"},
-        {"/proc/self/fd/0", "/tmp/.harrier-dev/stdin"}, {"/proc/self/fd/1", "/tmp/.harrier-dev/stdout"},
+        {"pts/ptmx", "/tmp/.harrier-dev/ptmx"},
+        {"/proc/self/fd", "/tmp/.harrier-dev/fd"},
+        {"/proc/self/fd/0", "/tmp/.harrier-dev/stdin"},
+        {"/proc/self/fd/1", "/tmp/.harrier-dev/stdout"},
         {"/proc/self/fd/2", "/tmp/.harrier-dev/stderr"},
     };
     const char *stage = "/tmp/.harrier-dev";
@@ -307,8 +309,7 @@ static void hide(int sock, const char *path)
     }
     /* /dev/null, so that the path reads as an empty file (nodev would refuse to open it). */
     if (mount("/dev/null", path, NULL, MS_BIND, NULL) < 0 ||
-        mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC, NULL) <
-            0)
+        mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC, NULL) < 0)
         fail(sock, STAGE_HIDE, errno, path);
 }
 
@@ -397,8 +398,8 @@ static int start_reaper(int sock, int *pidfd)
     int pipefd[2];
     if (pipe2(pipefd, O_CLOEXEC) < 0)
         fail(sock, STAGE_REAPER, errno, "pipe");
-    long pid = syscall(SYS_clone, (unsigned long)(CLONE_PARENT | CLONE_PIDFD), 0UL, pidfd, 0UL,
-                       0UL);
+    long pid =
+        syscall(SYS_clone, (unsigned long)(CLONE_PARENT | CLONE_PIDFD), 0UL, pidfd, 0UL, 0UL);
     if (pid < 0)
         fail(sock, STAGE_REAPER, errno, "clone");
     if (pid == 0) {
@@ -456,8 +457,7 @@ static int split_strings(char **p, const char *end, uint32_t count, char **out)
     return 0;
 }
 
-static void serve_one(int sock, void *stack, char *payload, size_t len, const int *fds,
-                      int nfds)
+static void serve_one(int sock, void *stack, char *payload, size_t len, const int *fds, int nfds)
 {
     struct helper_msg reply;
     memset(&reply, 0, sizeof reply);

@@ -126,8 +126,7 @@ static int reap_blocking(int pidfd, int *code, int *sig, struct rusage *usage)
     return exec_reap(pidfd, 0, code ? code : &c, sig ? sig : &s, usage);
 }
 
-static int helper_recv(struct sandbox_job *job, struct helper_msg *msg, int *fd,
-                       struct error *err)
+static int helper_recv(struct sandbox_job *job, struct helper_msg *msg, int *fd, struct error *err)
 {
     struct pollfd p = {job->sock, POLLIN, 0};
     int r;
@@ -303,8 +302,7 @@ static int start_helper(struct sandbox_job *job, enum sandbox_level level,
             failure->stage = (enum helper_stage)msg.stage;
             msg.detail[sizeof msg.detail - 1] = '\0';
             return error_set(err, msg.error, "needs %s (%s: %s)",
-                             helper_stage_feature(failure->stage), msg.detail,
-                             strerror(msg.error));
+                             helper_stage_feature(failure->stage), msg.detail, strerror(msg.error));
         } else {
             close_fd(&fd);
             return error_set(err, EPROTO, "the sandbox helper sent an unexpected message");
@@ -342,8 +340,8 @@ static void say_fallback(enum sandbox_level level, const struct error *why)
              sandbox_level_name(level - 1));
 }
 
-int sandbox_job_new(uv_loop_t *loop, const struct sandbox_job_options *o,
-                    struct sandbox_job **out, struct error *err)
+int sandbox_job_new(uv_loop_t *loop, const struct sandbox_job_options *o, struct sandbox_job **out,
+                    struct error *err)
 {
     static unsigned sequence;
     *out = NULL;
@@ -568,8 +566,8 @@ static int spawn_in_helper(struct sandbox_job *job, const struct sandbox_spawn_o
         close_fd(pidfd);
     }
     if (msg.error || *pidfd < 0)
-        return error_set(err, msg.error ? msg.error : EPROTO, "cannot start %s: %s: %s",
-                         o->argv[0], msg.detail[0] ? msg.detail : "clone",
+        return error_set(err, msg.error ? msg.error : EPROTO, "cannot start %s: %s: %s", o->argv[0],
+                         msg.detail[0] ? msg.detail : "clone",
                          strerror(msg.error ? msg.error : EPROTO));
     return msg.pid;
 }

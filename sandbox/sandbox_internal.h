@@ -40,12 +40,12 @@ int exec_reap(int pidfd, int options, int *exit_code, int *term_signal, struct r
 
 /* ---- helper: the single-threaded process that owns a job's namespaces (helper.c) ---- */
 enum helper_msg_type {
-    HELPER_GO = 1,   /* worker -> helper: carry on */
-    HELPER_MAPS,     /* helper -> worker: write my uid/gid maps, then GO */
-    HELPER_READY,    /* helper -> worker: + the reaper's pidfd */
-    HELPER_FAIL,     /* helper -> worker: setup failed at stage, errno */
-    HELPER_SPAWN,    /* worker -> helper: request inline or in a memfd, + stdio fds */
-    HELPER_SPAWNED,  /* helper -> worker: pid, exec errno, + pidfd */
+    HELPER_GO = 1,  /* worker -> helper: carry on */
+    HELPER_MAPS,    /* helper -> worker: write my uid/gid maps, then GO */
+    HELPER_READY,   /* helper -> worker: + the reaper's pidfd */
+    HELPER_FAIL,    /* helper -> worker: setup failed at stage, errno */
+    HELPER_SPAWN,   /* worker -> helper: request inline or in a memfd, + stdio fds */
+    HELPER_SPAWNED, /* helper -> worker: pid, exec errno, + pidfd */
 };
 
 /* Setup stages, so that a failure names the kernel feature that is missing. */

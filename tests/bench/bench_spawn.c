@@ -53,8 +53,10 @@ static double sandbox_batch(uv_loop_t *loop, struct sandbox_job *job, int n)
     double start = now_ms();
     for (int i = 0; i < n; i++) {
         bool done = false;
-        struct sandbox_spawn_options so = {
-            .argv = argv, .env = (const char *const *)environ, .on_exit = on_exit_cb, .data = &done};
+        struct sandbox_spawn_options so = {.argv = argv,
+                                           .env = (const char *const *)environ,
+                                           .on_exit = on_exit_cb,
+                                           .data = &done};
         struct sandbox_step *step;
         struct error err = {0};
         if (sandbox_spawn(job, &so, &step, &err) < 0) {

@@ -6,13 +6,16 @@
 #include "lib/buf.h"
 
 #include <criterion/criterion.h>
-#include <criterion/parameterized.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+/* A step that hangs fails its test rather than the whole run. */
+// cppcheck-suppress unknownMacro
+TestSuite(sandbox, .timeout = 30);
 
 struct outcome {
     bool done;
@@ -49,9 +52,8 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 
 static struct sandbox_job *job_at(uv_loop_t *loop, enum sandbox_level level)
 {
-    struct sandbox_job_options opts = {.level = level,
-                                       .cancel_interrupt_ms = 200,
-                                       .cancel_terminate_ms = 200};
+    struct sandbox_job_options opts = {
+        .level = level, .cancel_interrupt_ms = 200, .cancel_terminate_ms = 200};
     struct sandbox_job *job = NULL;
     struct error err = {0};
     int r = sandbox_job_new(loop, &opts, &job, &err);
@@ -95,14 +97,7 @@ Test(sandbox, level_names_round_trip)
     cr_assert_eq(sandbox_level_parse(NULL), -1);
 }
 
-ParameterizedTestParameters(sandbox, exit_code_output_env_and_cwd)
-{
-    static enum sandbox_level levels[] = {SANDBOX_NONE, SANDBOX_PROCESS, SANDBOX_STRICT};
-    return cr_make_param_array(enum sandbox_level, levels, 3);
-}
-
-ParameterizedTest(enum sandbox_level *level, sandbox, exit_code_output_env_and_cwd,
-                  .timeout = 30)
+static void exit_code_output_env_and_cwd(enum sandbox_level *level)
 {
     uv_loop_t loop;
     uv_loop_init(&loop);
@@ -119,13 +114,13 @@ ParameterizedTest(enum sandbox_level *level, sandbox, exit_code_output_env_and_c
     finish(&loop, job);
 }
 
-Test(sandbox, signal_and_rusage, .timeout = 30)
+Test(sandbox, signal_and_rusage)
 {
     uv_loop_t loop;
     uv_loop_init(&loop);
     struct sandbox_job *job = job_at(&loop, SANDBOX_PROCESS);
-    const char *argv[] = {
-        "/bin/sh", "-c", "i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done; kill -USR1 $$", NULL};
+    const char *argv[] = {"/bin/sh", "-c",
+                          "i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done; kill -USR1 $$", NULL};
     struct outcome o = {0};
     run_step(&loop, job, argv, NULL, NULL, &o);
     cr_assert_eq(o.result.term_signal, SIGUSR1);
@@ -137,7 +132,7 @@ Test(sandbox, signal_and_rusage, .timeout = 30)
     finish(&loop, job);
 }
 
-Test(sandbox, a_big_environment_reaches_the_step, .timeout = 30)
+Test(sandbox, a_big_environment_reaches_the_step)
 {
     /* Over 64 KiB: the request travels in a memfd rather than in one socket message. */
     uv_loop_t loop;
@@ -152,9 +147,8 @@ Test(sandbox, a_big_environment_reaches_the_step, .timeout = 30)
     const char *argv[] = {"/bin/sh", "-c", "echo $VAR0 $VAR2999", NULL};
     struct outcome o = {0};
     run_step(&loop, job, argv, (const char *const *)env, NULL, &o);
-    cr_assert_str_eq(buf_cstr(&o.out),
-                     "value-0-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx "
-                     "value-2999-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n");
+    cr_assert_str_eq(buf_cstr(&o.out), "value-0-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx "
+                                       "value-2999-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n");
     for (int i = 0; i < COUNT; i++)
         free(env[i]);
     free(env);
@@ -162,14 +156,7 @@ Test(sandbox, a_big_environment_reaches_the_step, .timeout = 30)
     finish(&loop, job);
 }
 
-ParameterizedTestParameters(sandbox, start_failures_say_what_failed)
-{
-    static enum sandbox_level levels[] = {SANDBOX_NONE, SANDBOX_PROCESS};
-    return cr_make_param_array(enum sandbox_level, levels, 2);
-}
-
-ParameterizedTest(enum sandbox_level *level, sandbox, start_failures_say_what_failed,
-                  .timeout = 30)
+static void start_failures_say_what_failed(enum sandbox_level *level)
 {
     uv_loop_t loop;
     uv_loop_init(&loop);
@@ -200,13 +187,7 @@ static void cancel_now(uv_timer_t *t)
     uv_close((uv_handle_t *)t, NULL);
 }
 
-ParameterizedTestParameters(sandbox, cancel_sends_sigint_first)
-{
-    static enum sandbox_level levels[] = {SANDBOX_NONE, SANDBOX_PROCESS, SANDBOX_STRICT};
-    return cr_make_param_array(enum sandbox_level, levels, 3);
-}
-
-ParameterizedTest(enum sandbox_level *level, sandbox, cancel_sends_sigint_first, .timeout = 30)
+static void cancel_sends_sigint_first(enum sandbox_level *level)
 {
     uv_loop_t loop;
     uv_loop_init(&loop);
@@ -245,7 +226,7 @@ static void on_sigchld(uv_signal_t *h, int sig)
     (void)sig;
 }
 
-Test(sandbox, libuv_sigchld_handling_does_not_take_a_steps_status, .timeout = 30)
+Test(sandbox, libuv_sigchld_handling_does_not_take_a_steps_status)
 {
     /* libuv reaps only the children it spawned itself, by pid: a step's status stays ours
      * (execve turns a step's exit signal back into SIGCHLD, so the handler does run). */
@@ -270,14 +251,7 @@ Test(sandbox, libuv_sigchld_handling_does_not_take_a_steps_status, .timeout = 30
     cr_assert_eq(uv_loop_close(&loop), 0);
 }
 
-ParameterizedTestParameters(sandbox, ending_the_job_ends_running_steps)
-{
-    static enum sandbox_level levels[] = {SANDBOX_NONE, SANDBOX_PROCESS, SANDBOX_STRICT};
-    return cr_make_param_array(enum sandbox_level, levels, 3);
-}
-
-ParameterizedTest(enum sandbox_level *level, sandbox, ending_the_job_ends_running_steps,
-                  .timeout = 30)
+static void ending_the_job_ends_running_steps(enum sandbox_level *level)
 {
     uv_loop_t loop;
     uv_loop_init(&loop);
@@ -294,4 +268,70 @@ ParameterizedTest(enum sandbox_level *level, sandbox, ending_the_job_ends_runnin
     cr_assert_not(o.done, "no exit callback once the caller ends the job");
     cr_assert_eq(kill(pid, 0), -1);
     cr_assert_eq(errno, ESRCH);
+}
+
+Test(sandbox, exit_code_output_env_and_cwd_none)
+{
+    enum sandbox_level level = SANDBOX_NONE;
+    exit_code_output_env_and_cwd(&level);
+}
+
+Test(sandbox, exit_code_output_env_and_cwd_process)
+{
+    enum sandbox_level level = SANDBOX_PROCESS;
+    exit_code_output_env_and_cwd(&level);
+}
+
+Test(sandbox, exit_code_output_env_and_cwd_strict)
+{
+    enum sandbox_level level = SANDBOX_STRICT;
+    exit_code_output_env_and_cwd(&level);
+}
+
+Test(sandbox, start_failures_say_what_failed_none)
+{
+    enum sandbox_level level = SANDBOX_NONE;
+    start_failures_say_what_failed(&level);
+}
+
+Test(sandbox, start_failures_say_what_failed_process)
+{
+    enum sandbox_level level = SANDBOX_PROCESS;
+    start_failures_say_what_failed(&level);
+}
+
+Test(sandbox, cancel_sends_sigint_first_none)
+{
+    enum sandbox_level level = SANDBOX_NONE;
+    cancel_sends_sigint_first(&level);
+}
+
+Test(sandbox, cancel_sends_sigint_first_process)
+{
+    enum sandbox_level level = SANDBOX_PROCESS;
+    cancel_sends_sigint_first(&level);
+}
+
+Test(sandbox, cancel_sends_sigint_first_strict)
+{
+    enum sandbox_level level = SANDBOX_STRICT;
+    cancel_sends_sigint_first(&level);
+}
+
+Test(sandbox, ending_the_job_ends_running_steps_none)
+{
+    enum sandbox_level level = SANDBOX_NONE;
+    ending_the_job_ends_running_steps(&level);
+}
+
+Test(sandbox, ending_the_job_ends_running_steps_process)
+{
+    enum sandbox_level level = SANDBOX_PROCESS;
+    ending_the_job_ends_running_steps(&level);
+}
+
+Test(sandbox, ending_the_job_ends_running_steps_strict)
+{
+    enum sandbox_level level = SANDBOX_STRICT;
+    ending_the_job_ends_running_steps(&level);
 }
