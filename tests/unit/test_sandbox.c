@@ -141,8 +141,8 @@ Test(sandbox, a_big_environment_reaches_the_step)
     enum { COUNT = 3000 };
     char **env = calloc(COUNT + 1, sizeof *env);
     for (int i = 0; i < COUNT; i++) {
-        env[i] = malloc(64);
-        snprintf(env[i], 64, "VAR%d=value-%d-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", i, i);
+        env[i] = malloc(80);
+        snprintf(env[i], 80, "VAR%d=value-%d-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", i, i);
     }
     const char *argv[] = {"/bin/sh", "-c", "echo $VAR0 $VAR2999", NULL};
     struct outcome o = {0};
