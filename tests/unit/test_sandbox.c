@@ -7,6 +7,7 @@
 
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -220,6 +221,24 @@ static void cancel_sends_sigint_first(enum sandbox_level *level)
     finish(&loop, job);
 }
 
+static void no_fd_leaks(enum sandbox_level *level)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct sandbox_job *job = job_at(&loop, *level);
+    int leaky = open("/dev/null", O_RDONLY); /* no O_CLOEXEC, on purpose */
+    cr_assert_geq(leaky, 3);
+    char script[128];
+    snprintf(script, sizeof script, "test -e /proc/self/fd/%d && echo leaked; echo checked", leaky);
+    const char *argv[] = {"/bin/sh", "-c", script, NULL};
+    struct outcome o = {0};
+    run_step(&loop, job, argv, NULL, NULL, &o);
+    cr_assert_str_eq(buf_cstr(&o.out), "checked\n");
+    close(leaky);
+    buf_free(&o.out);
+    finish(&loop, job);
+}
+
 static void on_sigchld(uv_signal_t *h, int sig)
 {
     (void)h;
@@ -334,4 +353,16 @@ Test(sandbox, ending_the_job_ends_running_steps_strict)
 {
     enum sandbox_level level = SANDBOX_STRICT;
     ending_the_job_ends_running_steps(&level);
+}
+
+Test(sandbox, no_fd_leaks_none)
+{
+    enum sandbox_level level = SANDBOX_NONE;
+    no_fd_leaks(&level);
+}
+
+Test(sandbox, no_fd_leaks_process)
+{
+    enum sandbox_level level = SANDBOX_PROCESS;
+    no_fd_leaks(&level);
 }
