@@ -33,7 +33,7 @@ struct sandbox_step {
     int handles_open;
     sandbox_exit_cb on_exit;
     void *data;
-    bool exited, done;
+    bool exited, done, closed;
     int cancel_signal; /* 0, SIGINT, SIGTERM, SIGKILL */
     uint64_t cancel_deadline;
     struct tree tree;
@@ -436,6 +436,9 @@ static void step_unlink(struct sandbox_step *step)
 
 static void step_close(struct sandbox_step *step)
 {
+    if (step->closed) /* the exit callback may have ended the job, closing it already */
+        return;
+    step->closed = true;
     step_unlink(step);
     uv_close((uv_handle_t *)&step->poll, step_on_close);
     uv_close((uv_handle_t *)&step->timer, step_on_close);

@@ -470,3 +470,21 @@ def test_missing_kernel_feature_falls_back_only_when_allowed(runner):
     p = run()
     assert "cannot create the process sandbox: needs user namespaces" in p.stderr, p.stderr
     assert p.returncode == 125
+
+
+def test_cpu_limit_is_set_on_the_steps_cgroup(runner):
+    """cpu.max (v2) or cpu.cfs_quota_us (v1) of the cgroup the step runs in."""
+    if runner.name != "root" and not cgroup_v2_has("cpu"):
+        pytest.skip("cpu limits here are cgroup v1, for root only")
+    script = r"""
+v2=$(sed -n 's/^0:://p' /proc/self/cgroup)
+v1=$(sed -n 's/^[0-9]*:\([a-z,]*,\)\{0,1\}cpu\(,[a-z,]*\)\{0,1\}:\(.*\)/\3/p' /proc/self/cgroup)
+for f in /sys/fs/cgroup/unified$v2/cpu.max /sys/fs/cgroup$v2/cpu.max /sys/fs/cgroup/cpu$v1/cpu.cfs_quota_us; do
+  test -r "$f" && echo "$f=$(cat "$f")"
+done
+"""
+    p = runner.run("--level", "process", "--cpu", "25", script=script)
+    assert p.result["limits"], p.stderr
+    assert re.search(r"cpu.cfs_quota_us=25000$|cpu.max=25000 100000$", p.stdout, re.M), p.stdout
+    p = runner.run("--level", "process", script=script)
+    assert not re.search(r"=25000", p.stdout), p.stdout  # without the limit, none is set

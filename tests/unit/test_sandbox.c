@@ -239,6 +239,38 @@ static void no_fd_leaks(enum sandbox_level *level)
     finish(&loop, job);
 }
 
+struct end_in_callback {
+    struct sandbox_job *job;
+    int calls;
+};
+
+static void end_job_on_exit(struct sandbox_step *step, const struct sandbox_step_result *r,
+                            void *data)
+{
+    (void)step;
+    (void)r;
+    struct end_in_callback *e = data;
+    e->calls++;
+    sandbox_job_free(e->job); /* the executor may end the job from a step's callback */
+}
+
+Test(sandbox, the_job_can_end_inside_an_exit_callback)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct end_in_callback e = {job_at(&loop, SANDBOX_PROCESS), 0};
+    const char *quick[] = {"/bin/true", NULL}, *slow[] = {"/bin/sleep", "1000", NULL};
+    struct sandbox_spawn_options a = {.argv = slow, .on_exit = end_job_on_exit, .data = &e};
+    struct sandbox_spawn_options b = {.argv = quick, .on_exit = end_job_on_exit, .data = &e};
+    struct sandbox_step *step;
+    struct error err = {0};
+    cr_assert_eq(sandbox_spawn(e.job, &a, &step, &err), 0, "%s", err.message);
+    cr_assert_eq(sandbox_spawn(e.job, &b, &step, &err), 0, "%s", err.message);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert_eq(e.calls, 1);
+    cr_assert_eq(uv_loop_close(&loop), 0);
+}
+
 static void on_sigchld(uv_signal_t *h, int sig)
 {
     (void)h;
