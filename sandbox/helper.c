@@ -363,10 +363,18 @@ static void reaper_on_child(int sig)
     (void)sig;
 }
 
-static _Noreturn void reaper_main(int report)
+static _Noreturn void reaper_main(int report, bool root)
 {
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
     prctl(PR_SET_NAME, "harrier-reaper", 0, 0, 0);
+    /* The OOM killer of a job over its memory limit should take the step that grew, not
+     * pid 1 (whose death ends the whole job). Only root may lower the score. */
+    int fd = root ? open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC) : -1;
+    if (fd >= 0) {
+        if (write(fd, "-1000", 5) < 0) {
+        } /* best effort */
+        close(fd);
+    }
     int error = 0;
     if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
         error = errno;
@@ -393,7 +401,7 @@ static _Noreturn void reaper_main(int report)
 
 /* clone without a new stack is fork without glibc's atfork work; CLONE_PARENT makes the
  * reaper the worker's child, so the worker holds its pidfd and its death ends the job. */
-static int start_reaper(int sock, int *pidfd)
+static int start_reaper(int sock, int *pidfd, bool root)
 {
     int pipefd[2];
     if (pipe2(pipefd, O_CLOEXEC) < 0)
@@ -404,7 +412,7 @@ static int start_reaper(int sock, int *pidfd)
         fail(sock, STAGE_REAPER, errno, "clone");
     if (pid == 0) {
         close(pipefd[0]);
-        reaper_main(pipefd[1]);
+        reaper_main(pipefd[1], root);
     }
     close(pipefd[1]);
     int error = 0;
@@ -463,7 +471,7 @@ static void serve_one(int sock, void *stack, char *payload, size_t len, const in
     memset(&reply, 0, sizeof reply);
     reply.type = HELPER_SPAWNED;
     struct spawn_request req;
-    if (len < sizeof req || nfds < 3) {
+    if (!payload || len < sizeof req || nfds < 3) {
         reply.stage = STAGE_SPAWN;
         reply.error = EPROTO;
         send_msg(sock, &reply, NULL, 0);
@@ -557,18 +565,23 @@ static _Noreturn void serve(int sock)
             continue;
         }
         memcpy(&msg, request_buf, sizeof msg);
+        /* Every request gets a reply, an error one when it makes no sense: the worker
+         * waits for it. A large request (a big environment) comes in a memfd, 4th fd. */
+        char *payload = NULL, *map = MAP_FAILED;
+        size_t len = 0;
         if (msg.type == HELPER_SPAWN && msg.inline_len) {
-            size_t len = (size_t)n - sizeof msg;
-            serve_one(sock, stack, request_buf + sizeof msg, len, fds, nfds);
-        } else if (msg.type == HELPER_SPAWN && nfds == 4) {
-            /* A large request (a big environment) comes in a memfd, the 4th fd. */
-            size_t len = msg.memfd_len;
-            char *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE, fds[3], 0);
+            payload = request_buf + sizeof msg;
+            len = (size_t)n - sizeof msg;
+        } else if (msg.type == HELPER_SPAWN && nfds == 4 && msg.memfd_len) {
+            map = mmap(NULL, msg.memfd_len, PROT_READ | PROT_WRITE, MAP_PRIVATE, fds[3], 0);
             if (map != MAP_FAILED) {
-                serve_one(sock, stack, map, len, fds, 3);
-                munmap(map, len);
+                payload = map;
+                len = msg.memfd_len;
             }
         }
+        serve_one(sock, stack, payload, len, fds, payload ? 3 : 0);
+        if (map != MAP_FAILED)
+            munmap(map, msg.memfd_len);
         for (int i = 0; i < nfds; i++)
             close(fds[i]);
     }
@@ -592,7 +605,7 @@ void helper_main(int sock, const struct helper_setup *s)
     setup_mounts(sock, s);
     if (unshare(CLONE_NEWPID) < 0)
         fail(sock, STAGE_PIDNS, errno, "unshare(CLONE_NEWPID)");
-    int reaper = start_reaper(sock, &reaper_pidfd);
+    int reaper = start_reaper(sock, &reaper_pidfd, s->root);
 
     /* Inner: the user namespace that owns the steps' mount namespace (locking every mount
      * above), with ipc, uts and, for strict, network. */
