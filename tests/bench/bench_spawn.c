@@ -34,8 +34,12 @@ static double posix_spawn_batch(int n)
             fprintf(stderr, "bench_spawn: posix_spawn failed\n");
             exit(1);
         }
-        int status;
+        int status = -1;
         waitpid(pid, &status, 0);
+        if (status != 0) {
+            fprintf(stderr, "bench_spawn: /bin/true failed (status %d)\n", status);
+            exit(1);
+        }
     }
     return now_ms() - start;
 }
@@ -43,7 +47,11 @@ static double posix_spawn_batch(int n)
 static void on_exit_cb(struct sandbox_step *step, const struct sandbox_step_result *r, void *data)
 {
     (void)step;
-    (void)r;
+    if (r->exit_code || r->term_signal) {
+        fprintf(stderr, "bench_spawn: /bin/true failed (exit %d, signal %d)\n", r->exit_code,
+                r->term_signal);
+        exit(1);
+    }
     *(bool *)data = true;
 }
 
