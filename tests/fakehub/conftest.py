@@ -1,0 +1,51 @@
+"""Fixtures for fakehub's own tests: a fakehub in a thread, its admin client, and scripted
+runners (spec_client.py) registered against it."""
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import fakehub as fh  # noqa: E402
+import spec_client as sc  # noqa: E402
+
+
+def start_hub(tmp_path, **kw):
+    settings = dict(poll_hold=2.0)
+    settings.update(kw)
+    return fh.FakeHub(state_dir=str(tmp_path / "fakehub"), **settings).start()
+
+
+@pytest.fixture
+def hub(tmp_path):
+    h = start_hub(tmp_path)
+    yield h
+    h.stop()
+
+
+@pytest.fixture
+def admin(hub):
+    return fh.FakeHubClient(hub.url)
+
+
+@pytest.fixture
+def runner(hub, admin):
+    """A factory: a scripted runner registered (and optionally holding a session)."""
+    made = []
+
+    def make(name=None, session=True, **kw):
+        r = sc.Runner(hub.url + "/octo-org/octo-repo", name=name or f"runner-{len(made) + 1}", **kw)
+        r.register(admin.registration_token())
+        r.connect()
+        if session:
+            reply = r.create_session()
+            assert reply.status == 200, reply
+        made.append(r)
+        return r
+    return make
+
+
+def refusals(admin, route=None, since=0):
+    """Refusals other than the expected Bearer challenges."""
+    return [r for r in admin.requests(since, route) if r.get("refused") and not r.get("challenge")]
