@@ -566,6 +566,8 @@ class FakeHub:
         self.next_log_id = 1
         self.feeds = {}
         self.attachments = {}
+        self.results = {}
+        self.blobs = {}
         self.actions = {}
         self.tarballs = {}
         self.used_jti = set()
@@ -682,7 +684,7 @@ class FakeHub:
     # --- jobs --------------------------------------------------------------------------------
 
     def queue_job(self, message, runs_on=None, agent=None, plan_version=None, timeout_minutes=None,
-                  keep_endpoints=False, base=None):
+                  keep_endpoints=False, base=None, results=False):
         """Queues a job from a hand-written job message (§6); fills what identifies the job."""
         base = (base or self.url).rstrip("/")
         msg = as_ci(message)
@@ -726,6 +728,8 @@ class FakeHub:
                 variables.setdefault("github_token", {"value": gh, "isSecret": True})
             variables.setdefault("system.github.job", {"value": msg["jobName"]})
             variables.setdefault("system.runnerGroupName", {"value": "Default"})
+            if results:
+                variables["system.github.results_endpoint"] = {"value": f"{base}/results/"}
             ctx = msg.get("contextData")
             if not isinstance(ctx, dict):
                 ctx = msg["contextData"] = CIDict()
@@ -756,7 +760,8 @@ class FakeHub:
                                   "url": tenant,
                                   "authorization": {"scheme": "OAuth", "parameters": {"AccessToken": job.job_token}},
                                   "isShared": False, "isReady": True,
-                                  "data": {"CacheServerUrl": f"{base}/_cache/", "PipelinesServiceUrl": tenant}})
+                                  "data": {"CacheServerUrl": f"{base}/_cache/", "PipelinesServiceUrl": tenant,
+                                           "ResultsServiceUrl": f"{base}/results/"}})
             resources["endpoints"] = endpoints
             resources.setdefault("repositories", [])
             resources.setdefault("containers", [])
@@ -767,6 +772,7 @@ class FakeHub:
                                          "name": msg["jobDisplayName"], "refName": msg["jobName"],
                                          "state": "pending", "result": None, "order": None}}}
             self.feeds[request_id] = {}
+            self.results[request_id] = {"steps": {}, "updates": [], "metadata": [], "blobs": {}}
             self.queue.append(job)
             self.cond.notify_all()
             return job.summary()
@@ -1132,6 +1138,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.admin_api
         if p.startswith("/api/v3/"):
             return self.github_api(p[len("/api/v3"):])
+        if p.startswith("/results/"):
+            if p.startswith("/results/_blob/"):
+                self.route = "blob"
+                return self.results_blob
+            self.route = "results"
+            return self.results_twirp
         if p.startswith("/_actions/tarball/"):
             self.route = "tarball"
             return self.tarball
@@ -1928,6 +1940,98 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return Response(200, data, "application/x-gzip",
                         {"Content-Disposition": f"attachment; filename={m.group(1)}-{m.group(2)}-{m.group(3)[:7]}.tar.gz"})
 
+    # --- results service (§7.9): twirp, snake_case, job token; blobs on ourselves -----------
+
+    TWIRP = "twirp/results.services.receiver.Receiver/"
+    STEPS = "twirp/github.actions.results.api.v1.WorkflowStepUpdateService/WorkflowStepsUpdate"
+
+    def results_twirp(self):
+        hub = self.hub
+        rel = self.route_path[len("/results/"):]
+        if self.command != "POST":
+            raise HttpError(405, "results calls are POST")
+        tok = self.bearer(("job",), challenge=False)
+        body = self.json_body()
+        with hub.lock:
+            job = hub.jobs.get(tok.subject)
+            store = hub.results.get(tok.subject)
+            if job is None or store is None:
+                raise HttpError(404, "no job for this token", {"code": "not_found", "msg": "job not found"})
+        run_id = member(body, "workflow_run_backend_id", str)
+        job_id = member(body, "workflow_job_run_backend_id", str)
+        if run_id.lower() != job.plan_id or job_id.lower() != job.job_id:
+            raise HttpError(400, f"backend ids {run_id}/{job_id} are not this job's {job.plan_id}/{job.job_id}",
+                            {"code": "invalid_argument", "msg": "wrong workflow_run/job backend id"})
+        base = self.host_base()
+
+        def blob(kind, step=None):
+            with hub.lock:
+                bid = secrets.token_hex(8)
+                hub.blobs[bid] = {"job": job.request_id, "kind": kind, "step": step, "data": b"", "sealed": False,
+                                  "sig": secrets.token_hex(8), "puts": 0}
+                return f"{base}/results/_blob/{bid}?sig={hub.blobs[bid]['sig']}"
+        if rel == self.STEPS:
+            steps = member(body, "steps", list)
+            order = int_member(body, "change_order")
+            with hub.lock:
+                store["updates"].append({"change_order": order, "steps": json.loads(self.body)["steps"]})
+                for i, st in enumerate(steps):
+                    ext = member(st, "external_id", str, where=f"steps[{i}]")
+                    cur = store["steps"].setdefault(ext.lower(), {})
+                    for k, v in st.items():
+                        if v is not None:
+                            cur[k.lower()] = v
+            return Response(200, {"ok": True})
+        if not rel.startswith(self.TWIRP):
+            raise HttpError(404, f"no twirp method {rel}", {"code": "bad_route", "msg": rel})
+        method = rel[len(self.TWIRP):]
+        kinds = {"GetStepLogsSignedBlobURL": ("step-log", "logs_url", True),
+                 "GetJobLogsSignedBlobURL": ("job-log", "logs_url", False),
+                 "GetStepSummarySignedBlobURL": ("summary", "summary_url", True),
+                 "GetJobDiagLogsSignedBlobURL": ("diag", "diag_logs_url", False)}
+        if method in kinds:
+            kind, key, per_step = kinds[method]
+            step = member(body, "step_backend_id", str) if per_step else None
+            out = {key: blob(kind, step.lower() if step else None), "blob_storage_type": "BLOB_STORAGE_TYPE_UNSPECIFIED"}
+            if kind in ("step-log", "summary"):
+                out["soft_size_limit"] = "1048576"
+            return Response(200, out)
+        if method in ("CreateStepLogsMetadata", "CreateJobLogsMetadata", "CreateStepSummaryMetadata"):
+            if method != "CreateJobLogsMetadata":
+                member(body, "step_backend_id", str)
+            member(body, "uploaded_at", str)
+            with hub.lock:
+                store["metadata"].append(dict(json.loads(self.body), method=method))
+            return Response(200, {"ok": True})
+        raise HttpError(404, f"no twirp method {method}", {"code": "bad_route", "msg": method})
+
+    def results_blob(self):
+        hub = self.hub
+        bid = self.route_path[len("/results/_blob/"):]
+        if self.command != "PUT":
+            raise HttpError(405, "blobs take PUT")
+        with hub.lock:
+            blob = hub.blobs.get(bid)
+            if blob is None or self.query.get("sig") != blob["sig"]:
+                raise HttpError(403, "blob signature refused", "AuthenticationFailed", content_type="text/plain")
+            if blob["sealed"]:
+                raise HttpError(409, "blob is sealed", "BlobIsSealed", content_type="text/plain")
+            data = self.body[3:] if self.body.startswith(BOM) else self.body
+            comp = self.query.get("comp")
+            if comp == "appendblock":
+                blob["data"] += data
+                sealed = (self.query.get("seal") or "").lower() == "true" or \
+                    (self.headers.get("x-ms-blob-sealed") or "").lower() == "true"
+                blob["sealed"] = blob["sealed"] or sealed
+            elif comp is None:
+                blob["data"] = data
+            else:
+                raise HttpError(400, f"unknown comp={comp}", "InvalidQueryParameterValue", content_type="text/plain")
+            blob["puts"] += 1
+            store = hub.results[blob["job"]]["blobs"]
+            store[f"{blob['kind']}:{blob['step'] or ''}"] = blob["data"].decode("utf-8", "replace")
+        return Response(201, b"", "text/plain")
+
     # --- admin API ---------------------------------------------------------------------------
 
     def admin_api(self):
@@ -2040,7 +2144,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return Response(200, hub.queue_job(
                     msg, runs_on=body.get("runs_on"), agent=body.get("agent"), plan_version=body.get("plan_version"),
                     timeout_minutes=body.get("timeout_minutes"), keep_endpoints=bool(body.get("keep_endpoints")),
-                    base=self.host_base()))
+                    base=self.host_base(), results=bool(body.get("results"))))
             with hub.lock:
                 return Response(200, [j.summary() for j in hub.jobs.values()])
         m = re.fullmatch(r"/jobs/(\d+)(?:/(\w+))?", p)
@@ -2099,6 +2203,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                       for (jrid, rec, typ, name), data in hub.attachments.items() if jrid == rid])
             if what == "events":
                 return Response(200, job.events)
+            if what == "results":
+                store = hub.results[rid]
+                return Response(200, {"steps": store["steps"], "updates": store["updates"],
+                                      "metadata": store["metadata"], "blobs": store["blobs"]})
         raise HttpError(404, f"no admin job route {what}")
 
 
@@ -2201,6 +2309,46 @@ class FakeHubClient:
 
     def add_action(self, name, ref, files, sha=None):
         return self.call("POST", "/actions", {"name": name, "ref": ref, "files": files, "sha": sha})
+
+
+class FakeHubProcess:
+    """fakehub as a child process (sys.executable), for tests that want it out of their own
+    process: `with FakeHubProcess(state_dir, "--set", "poll_hold=2") as hub: hub.url, hub.admin`."""
+
+    def __init__(self, state_dir, *args):
+        self.state_dir = state_dir
+        self.args = list(args)
+        self.proc = None
+
+    def start(self):
+        import subprocess
+        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--port", "0", "--state-dir",
+                                      str(self.state_dir), *self.args], stdout=subprocess.PIPE, text=True)
+        self.url = self.proc.stdout.readline().strip()
+        if not self.url.startswith("http://"):
+            self.stop()
+            raise RuntimeError(f"fakehub did not start (exit {self.proc.returncode})")
+        self.admin = FakeHubClient(self.url)
+        with open(os.path.join(self.state_dir, "registration-token")) as f:
+            self.registration_token = f.read().strip()
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc and self.proc.stdout:
+            self.proc.stdout.close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
 
 
 def main(argv=None):

@@ -160,22 +160,17 @@ def test_request_log_records_everything(hub, admin, runner):
 
 
 def test_runs_as_a_program(tmp_path):
-    here = os.path.dirname(os.path.abspath(__file__))
     state = tmp_path / "state"
-    p = subprocess.Popen([sys.executable, os.path.join(here, "fakehub.py"), "--port", "0", "--state-dir", str(state),
-                          "--routes", "rs", "--set", "poll_hold=0.5"], stdout=subprocess.PIPE, text=True)
-    try:
-        url = p.stdout.readline().strip()
+    with fh.FakeHubProcess(state, "--routes", "rs", "--set", "poll_hold=0.5") as proc:
+        url = proc.url
         assert url.startswith("http://127.0.0.1:")
         assert (state / "url").read_text().strip() == url
-        admin = fh.FakeHubClient(url)
+        admin = proc.admin
         assert admin.settings()["routes"] == "rs" and admin.settings()["poll_hold"] == 0.5
         r = sc.Runner(url + "/octo-org/octo-repo", name="cli")
-        r.register((state / "registration-token").read_text().strip())
+        r.register(proc.registration_token)
         r.connect()
         assert r.create_session().status == 200
         assert r.poll()[1].status == 204
         assert "/_apis/v1/Message/" in admin.requests(route="messages")[-1]["path"]
-    finally:
-        p.terminate()
-        p.wait(10)
+    assert proc.proc.returncode is not None

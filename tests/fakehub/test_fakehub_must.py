@@ -709,3 +709,53 @@ def test_actions_download_info_and_tarball_auth(hub, admin, runner):
     gh = job["variables"]["system.github.token"]["value"]      # the job's GITHUB_TOKEN works too
     ok = base64.b64encode(f"x-access-token:{gh}".encode()).decode()
     assert sc.request("GET", url, headers={"Authorization": f"Basic {ok}"}).status == 200
+
+
+# --- 10. results service (classic jobs dual-write when system.github.results_endpoint is set) ------
+
+def test_10_results_service(hub, admin, runner):
+    r = runner()
+    job, _msg, _q = deliver_job(r, admin, results=True)
+    base = job["variables"]["system.github.results_endpoint"]["value"]
+    assert base.endswith("/results/")
+    w = sc.Worker(job)
+    auth = {"Authorization": f"Bearer {w.token}"}
+    ids = {"workflow_run_backend_id": job["plan"]["planId"], "workflow_job_run_backend_id": job["jobId"]}
+    step = str(uuid.uuid4())
+    rx = base + "twirp/results.services.receiver.Receiver/"
+
+    reply = sc.request("POST", rx + "GetStepLogsSignedBlobURL", dict(ids, step_backend_id=step), auth)
+    assert reply.status == 200, reply
+    got = reply.json()
+    assert "?" in got["logs_url"] and isinstance(got["soft_size_limit"], str) and int(got["soft_size_limit"]) > 0
+    url = got["logs_url"]
+    assert sc.request("PUT", url, b"", {"x-ms-blob-type": "AppendBlob", "Content-Length": "0"}).status == 201
+    assert sc.request("PUT", url + "&comp=appendblock", b"\xef\xbb\xbfline 1\n",
+                      {"x-ms-blob-sealed": "False"}).status == 201
+    assert sc.request("PUT", url + "&comp=appendblock&seal=true", b"\xef\xbb\xbfline 2\n",
+                      {"x-ms-blob-sealed": "True"}).status == 201
+    assert sc.request("PUT", url + "&comp=appendblock", b"late\n").status == 409
+    assert sc.request("PUT", url.split("?")[0] + "?sig=wrong", b"x").status == 403
+    meta = dict(ids, step_backend_id=step, uploaded_at="2026-05-01T12:00:02.456Z", line_count=2)
+    assert sc.request("POST", rx + "CreateStepLogsMetadata", meta, auth).json() == {"ok": True}
+
+    got = sc.request("POST", rx + "GetStepSummarySignedBlobURL", dict(ids, step_backend_id=step), auth).json()
+    assert int(got["soft_size_limit"]) > 0
+    assert sc.request("PUT", got["summary_url"], b"# sum").status == 201
+    steps = {"steps": [{"external_id": step, "number": 1, "name": "Run x", "status": 6,
+                        "started_at": "2026-05-01T12:00:01.123Z", "completed_at": "2026-05-01T12:00:02.456Z",
+                        "conclusion": 2}],
+             "change_order": 1, **ids}
+    reply = sc.request("POST", base + "twirp/github.actions.results.api.v1.WorkflowStepUpdateService/WorkflowStepsUpdate",
+                       steps, auth)
+    assert reply.json() == {"ok": True}
+
+    res = admin.job(job["requestId"], "results")
+    assert res["blobs"][f"step-log:{step}"] == "line 1\nline 2\n"
+    assert res["blobs"][f"summary:{step}"] == "# sum"
+    assert res["steps"][step]["conclusion"] == 2 and res["metadata"][0]["line_count"] == 2
+
+    wrong = dict(ids, workflow_job_run_backend_id=str(uuid.uuid4()), step_backend_id=step)
+    assert sc.request("POST", rx + "GetStepLogsSignedBlobURL", wrong, auth).status == 400
+    assert sc.request("POST", rx + "GetStepLogsSignedBlobURL", dict(ids, step_backend_id=step)).status == 401
+    assert sc.request("POST", rx + "NoSuchMethod", ids, auth).status == 404
