@@ -15,7 +15,6 @@ admin API over HTTP (also for a fakehub started as a subprocess). See README.md 
 """
 import argparse
 import base64
-import copy
 import datetime
 import gzip
 import hashlib
@@ -36,7 +35,7 @@ import urllib.request
 import uuid
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, padding as sympadding, serialization
+from cryptography.hazmat.primitives import hashes, padding as sympadding
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 

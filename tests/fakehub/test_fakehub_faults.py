@@ -3,8 +3,6 @@ log, and fakehub started as a program."""
 import http.client
 import json
 import os
-import subprocess
-import sys
 import time
 
 import pytest
@@ -146,7 +144,7 @@ def test_runner_shutdown_and_other_messages_reach_the_session(hub, admin, runner
 
 
 def test_request_log_records_everything(hub, admin, runner):
-    r = runner()
+    runner()
     reqs = admin.requests()
     assert [x["seq"] for x in reqs] == list(range(1, len(reqs) + 1))
     assert [x["route"] for x in reqs][:4] == ["registration", "connectionData", "pools", "agents"]

@@ -4,7 +4,6 @@ import base64
 import json
 import threading
 import time
-import urllib.parse
 import uuid
 
 import pytest
@@ -13,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 import fakehub as fh
 import spec_client as sc
-from conftest import deliver_job, refusals
+from conftest import deliver_job
 
 ALL_GUIDS = set(sc.LOC.values())
 
