@@ -472,6 +472,8 @@ class Job:
         self.cancel_sent = False
         self.assignments = 0
         self.environment = None
+        self.violations = []      # protocol-order rules the runner broke (not refusals)
+        self.times = {"queued": time.time()}
         p = message["plan"]
         self.plan_id = str(p["planId"]).lower()
         self.scope_id = str(p["scopeIdentifier"]).lower()
@@ -490,7 +492,14 @@ class Job:
                 "agentId": self.agent.id if self.agent else None, "messageId": self.message_id,
                 "lockedUntil": iso(self.locked_until) if self.locked_until else None,
                 "renewals": self.renewals, "assignments": self.assignments, "cancelSent": self.cancel_sent,
-                "environment": self.environment}
+                "environment": self.environment, "violations": self.violations, "times": self.times}
+
+    def violate(self, rule):
+        if rule not in self.violations:
+            self.violations.append(rule)
+
+    def mark(self, what):
+        self.times.setdefault(what, time.time())
 
 
 class Fault:
@@ -797,6 +806,7 @@ class FakeHub:
     def complete(self, job, result, via, outputs=None):
         if job.state == "completed":
             return
+        job.mark("completed")
         job.state = "completed"
         job.result = result
         job.completed_via = via
@@ -1560,6 +1570,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             s.generation += 1
             gen = s.generation
             s.status = status
+            if status == "Online" and agent.job is not None and agent.job.state == "running":
+                agent.job.violate("polled with status=Online while running a job (§4.2, §7.1: Busy)")
             s.last_activity = time.time()
             s.polls += 1
             hub.cond.notify_all()
@@ -1604,6 +1616,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     job.session_id = s.id
                     job.assignments += 1
                     job.delivered_at = now
+                    job.times["delivered"] = now
                     job.locked_until = now + hub.settings["lock_seconds"]
                     agent.job = job
                     job.message["lockedUntil"] = iso(job.locked_until)
@@ -1665,9 +1678,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 except ValueError as e:
                     raise bad_request(str(e))
                 job.events.append({"time": iso(), "finish": result})
+                if job.plan_version >= 8 and job.completed_via != "event":
+                    job.violate("the listener finished a plan version >= 8 job by PATCH; the worker's JobCompleted "
+                                "event completes it (§7.10)")
                 hub.complete(job, result, "finish")
                 return Response(200, self.job_request_json(job))
             job.renewals += 1
+            job.mark("firstRenewal")
             if job.state == "assigned":
                 job.state = "running"
             job.locked_until = time.time() + hub.settings["lock_seconds"]
@@ -1706,6 +1723,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                 f" not {rv.get('planId')} ({rv.get('scopeIdentifier')}, {rv.get('hubName')})")
             if job.state == "completed" and job.completed_via in ("lock-expired", "runner-deleted", "canceled-in-queue"):
                 raise vss_error(409, "TaskOrchestrationPlanTerminatedException", f"the plan was {job.result}")
+            if job.renewals == 0 and job.state != "completed":
+                job.violate("the worker called the job service before the first lock renewal succeeded (§7.1)")
+            if job.state == "completed" and job.completed_via == "event" and self.route in ("records", "feed", "logs"):
+                job.violate(f"{self.route} sent after JobCompleted (§7.10: uploads drain before the event)")
+            job.mark("firstJobCall")
             return job
 
     def timeline_of(self, job):
@@ -1783,6 +1805,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 cur.setdefault("history", []).append(dict(upd, _time=iso()))
                 if rid == job.job_id.lower() and job.state == "assigned":
                     job.state = "running"
+                if upd.get("state") == "inProgress" and rid != job.job_id.lower():
+                    job.mark("firstStepStarted")
             tl["changeId"] += 1
             out = [{k: v for k, v in tl["records"][rid].items() if k != "history"} for rid, _ in updates]
             return Response(200, {"count": len(out), "value": out})
@@ -1874,6 +1898,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                 f"job {job_id} / request {rid} is not in plan {job.plan_id}")
             job.events.append({"time": iso(), "event": name or "JobCompleted", "body": json.loads(self.body)})
             if name in (None, "JobCompleted"):
+                if job.plan_version < 8:
+                    job.violate("JobCompleted event for plan version < 8 (§7.10: the listener finishes by PATCH)")
                 result = enum_in(member(body, "result"), TASK_RESULTS, "result")
                 outputs = {}
                 for k, v in (body.get("outputs") or {}).items():
@@ -2065,6 +2091,26 @@ class Handler(http.server.BaseHTTPRequestHandler):
             with hub.lock:
                 out = [r for r in hub.requests[since:] if route is None or r["route"] == route]
             return Response(200, out)
+        if p == "/search":
+            text = self.query.get("text") or ""
+            if not text:
+                raise HttpError(400, "search needs ?text=")
+            with hub.lock:
+                hits = [r["seq"] for r in hub.requests if text in json.dumps(r) or text in str(r.get("body"))]
+            return Response(200, hits)
+        if p == "/violations":
+            with hub.lock:
+                return Response(200, {str(j.request_id): j.violations for j in hub.jobs.values() if j.violations})
+        m = re.fullmatch(r"/agents/([^/]+)/wait", p)
+        if m:
+            deadline = time.time() + float(self.query.get("timeout") or 30)
+            with hub.cond:
+                while time.time() < deadline:
+                    agent = next((a for a in hub.agents.values() if m.group(1) in (str(a.id), a.name)), None)
+                    if agent is not None and agent.session is not None and agent.session.polls > 0:
+                        return Response(200, {"id": agent.id, "name": agent.name, "session": agent.session.id})
+                    hub.cond.wait(max(0.0, min(0.2, deadline - time.time())))
+            raise HttpError(408, f"no runner {m.group(1)} polling within the timeout")
         if p == "/refusals":
             with hub.lock:
                 out = [r for r in hub.requests if r.get("refused")]
@@ -2302,6 +2348,16 @@ class FakeHubClient:
     def send_message(self, agent, message_type, body, delay=0):
         return self.call("POST", "/messages", {"agent": agent, "messageType": message_type, "body": body,
                                                "delay": delay})
+
+    def search(self, text):
+        return self.call("GET", "/search?" + urllib.parse.urlencode({"text": text}))
+
+    def violations(self):
+        return self.call("GET", "/violations")
+
+    def wait_polling(self, agent, timeout=30):
+        """Blocks until the runner named `agent` holds a session and a poll is pending."""
+        return self.call("GET", f"/agents/{agent}/wait?timeout={timeout}", timeout=timeout + 10)
 
     def expire(self, what, agent=None):
         return self.call("POST", "/expire", {"what": what, "agent": agent})

@@ -121,3 +121,7 @@ def walk_happy_path(hub):
     assert admin.job(job["requestId"], "feed")[step_id] == ["hello", "world", "again"]
     assert admin.job(job["requestId"], "summaries") == {step_id: "## Done\n"}
     assert refusals(admin) == []
+    assert done["violations"] == [] and admin.violations() == {}
+    t = done["times"]
+    assert t["queued"] <= t["delivered"] <= t["firstRenewal"] <= t["firstJobCall"] <= t["firstStepStarted"] \
+        <= t["completed"]
