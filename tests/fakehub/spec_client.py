@@ -116,6 +116,20 @@ def discover(base, token=None):
     return Locations(base, r.json())
 
 
+_KEYS = []
+_KEY_TURN = [0]
+
+
+def next_key():
+    """A 2048-bit RSA key from a small rotating pool (generating one takes ~0.5 s): consecutive
+    runners always get different keys."""
+    i = _KEY_TURN[0] % 6
+    _KEY_TURN[0] += 1
+    if i == len(_KEYS):
+        _KEYS.append(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    return _KEYS[i]
+
+
 class Runner:
     """The listener side: registration, OAuth, session, polls, job requests."""
 
@@ -128,7 +142,7 @@ class Runner:
         self.labels = list(labels)
         self.user_labels = list(user_labels)
         self.version = version
-        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.key = next_key()
         self.token = None
         self.session = None
         self.session_key = None

@@ -9,7 +9,7 @@ import pytest
 
 import fakehub as fh
 import spec_client as sc
-from conftest import deliver_job
+from fh_helpers import deliver_job
 
 DROPPED = (http.client.RemoteDisconnected, ConnectionError, http.client.BadStatusLine)
 
@@ -172,3 +172,8 @@ def test_runs_as_a_program(tmp_path):
         assert r.poll()[1].status == 204
         assert "/_apis/v1/Message/" in admin.requests(route="messages")[-1]["path"]
     assert proc.proc.returncode is not None
+
+
+def test_process_fixture(fakehub_process):
+    assert fakehub_process.admin.call("GET", "/health")["ok"] is True
+    assert sc.Runner(fakehub_process.url + "/o/r").exchange(fakehub_process.registration_token).status == 200

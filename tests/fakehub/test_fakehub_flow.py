@@ -13,16 +13,12 @@ import pytest
 
 import fakehub as fh
 import spec_client as sc
-from conftest import refusals, start_hub
+from fh_helpers import refusals
 
 
 @pytest.mark.parametrize("routes", ["real", "rs"])
-def test_classic_happy_path(tmp_path, routes):
-    hub = start_hub(tmp_path, routes=routes)
-    try:
-        walk_happy_path(hub)
-    finally:
-        hub.stop()
+def test_classic_happy_path(fakehub_factory, routes):
+    walk_happy_path(fakehub_factory(routes=routes, poll_hold=1.0))
 
 
 def walk_happy_path(hub):

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 import fakehub as fh
 import spec_client as sc
-from conftest import deliver_job
+from fh_helpers import deliver_job
 
 ALL_GUIDS = set(sc.LOC.values())
 
@@ -275,28 +275,23 @@ def test_5_second_session_conflicts(hub, admin, runner):
     assert r.create_session().status == 200
 
 
-def test_5_idle_session_expires(tmp_path):
-    from conftest import start_hub
-    hub = start_hub(tmp_path, session_expiry=1.0, poll_hold=0.5)
-    try:
-        admin = fh.FakeHubClient(hub.url)
-        r = sc.Runner(hub.url + "/octo-org/octo-repo")
-        r.register(admin.registration_token())
-        r.connect()
-        assert r.create_session().status == 200
-        old = dict(r.session)
-        # polling keeps it alive
-        for _ in range(4):
-            assert r.poll()[1].status == 204
-        time.sleep(1.6)
-        msg, reply = r.poll()
-        assert reply.status == 404 and reply.json()["typeKey"] == "TaskAgentSessionExpiredException"
-        assert r.create_session().status == 200 and r.session["sessionId"] != old["sessionId"]
-        hub.settings.set("session_expired_status", 403)
-        r.session = old
-        assert r.poll()[1].status == 403
-    finally:
-        hub.stop()
+def test_5_idle_session_expires(fakehub_factory):
+    hub = fakehub_factory(session_expiry=1.0, poll_hold=0.5)
+    admin = fh.FakeHubClient(hub.url)
+    r = sc.Runner(hub.url + "/octo-org/octo-repo")
+    r.register(admin.registration_token())
+    r.connect()
+    assert r.create_session().status == 200
+    old = dict(r.session)
+    for _ in range(4):                     # polling keeps it alive
+        assert r.poll()[1].status == 204
+    time.sleep(1.6)
+    msg, reply = r.poll()
+    assert reply.status == 404 and reply.json()["typeKey"] == "TaskAgentSessionExpiredException"
+    assert r.create_session().status == 200 and r.session["sessionId"] != old["sessionId"]
+    hub.settings.set("session_expired_status", 403)
+    r.session = old
+    assert r.poll()[1].status == 403
 
 
 @pytest.mark.parametrize("fips", [True, False])

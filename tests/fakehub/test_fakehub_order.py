@@ -10,7 +10,7 @@ import time
 import pytest
 
 import spec_client as sc
-from conftest import deliver_job
+from fh_helpers import deliver_job
 
 
 def test_worker_before_first_renewal(hub, admin, runner):
