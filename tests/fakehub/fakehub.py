@@ -448,6 +448,7 @@ class Message:
         self.job = job
         self.not_before = not_before
         self.deliveries = 0
+        self.duplicate = False    # a copy made by a "duplicate" fault: delivered once, never kept
 
 
 class Job:
@@ -1598,8 +1599,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
         """The next message for a poll and the time to look again."""
         hub = self.hub
         now = time.time()
-        if s.unacked:
-            return s.unacked[0], 0
+        for m in list(s.unacked):
+            job = m.job
+            if job is not None and status == "Busy" and job.renewals == 0 and job.state == "assigned":
+                # A busy runner left a job it never started undeleted (a run-once runner does,
+                # §7.1): it goes back to the queue for another runner, not round again to this one.
+                s.unacked.remove(m)
+                hub.requeue(job, "left undeleted by a busy runner")
+                continue
+            if job is not None and job.renewals > 0:
+                job.violate("the job message was not deleted before the next poll (§4.5, §10.1)")
+            return m, 0
         wake = now + 3600
         for m in s.outbox:
             if m.not_before <= now:
@@ -1630,7 +1640,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             msg.id = hub.next_message_id
             hub.next_message_id += 1
         msg.deliveries += 1
-        if msg not in s.unacked:
+        if msg not in s.unacked and not msg.duplicate:
             s.unacked.append(msg)
         if msg.job:
             msg.job.message_id = msg.id
@@ -1638,6 +1648,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if dup:
             copy_msg = Message(msg.type, msg.body, job=None)
             copy_msg.id = msg.id
+            copy_msg.duplicate = True
             s.outbox.insert(0, copy_msg)
         plaintext = (BOM if hub.settings["message_bom"] else b"") + msg.body.encode("utf-8")
         iv, ct = encrypt_message(s.key, plaintext)

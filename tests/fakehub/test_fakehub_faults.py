@@ -79,6 +79,7 @@ def test_duplicate_message(hub, admin, runner):
     again, _ = r.poll(status="Busy")
     assert again is not None and again["messageId"] == msg["messageId"] and again["json"]["jobId"] == job["jobId"]
     assert admin.job(job["requestId"])["assignments"] == 1
+    assert r.poll(status="Busy")[0] is None          # delivered twice, not for ever
 
 
 def test_skip_times_and_path_match(hub, admin):

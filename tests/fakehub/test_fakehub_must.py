@@ -753,3 +753,24 @@ def test_10_results_service(hub, admin, runner):
     assert sc.request("POST", rx + "GetStepLogsSignedBlobURL", wrong, auth).status == 400
     assert sc.request("POST", rx + "GetStepLogsSignedBlobURL", dict(ids, step_backend_id=step)).status == 401
     assert sc.request("POST", rx + "NoSuchMethod", ids, auth).status == 404
+
+
+def test_6_busy_runner_leaving_a_job_undeleted_hands_it_back(hub, admin, runner):
+    """A run-once runner leaves a second job message undeleted so the service re-queues it (§7.1):
+    it goes to another runner, and the busy one is not handed it again at every poll."""
+    a = runner()
+    b = runner()
+    job, msg, _q = deliver_job(a, admin, renew=False, ack=False)
+    assert admin.job(job["requestId"])["state"] == "assigned"
+    assert a.poll(status="Busy")[0] is None
+    again, _ = b.poll()
+    assert again is not None and again["json"]["jobId"] == job["jobId"]
+    assert admin.job(job["requestId"])["agent"] == b.name and admin.job(job["requestId"])["assignments"] == 2
+
+
+def test_6_undeleted_started_job_is_a_violation(hub, admin, runner):
+    r = runner()
+    job, msg, _q = deliver_job(r, admin, ack=False)
+    again, _ = r.poll(status="Busy")
+    assert again["messageId"] == msg["messageId"]
+    assert "not deleted before the next poll" in admin.job(job["requestId"])["violations"][0]
