@@ -1712,7 +1712,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 "owner": {"id": 0, "name": "fakehub"}, "data": {}}
 
     def loc_packages(self):
-        self.bearer(("runner",))
+        # the listener (self-update) with its token; the worker, at the end of a job with
+        # disableUpdate, with the job token (§9.3). No newer packages: nothing to offer.
+        self.bearer(("runner", "job"))
         return Response(200, {"count": 0, "value": []})
 
     # --- job-scoped endpoints (§7.4-7.10, §8.2): job token -----------------------------------

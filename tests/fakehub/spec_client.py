@@ -22,6 +22,7 @@ LOC = {
     "sessions": "134e239e-2df3-4794-a6f6-24f1f19ec8dc",
     "messages": "c3a054f6-7a8a-49c0-944e-3a8e5d7adfd7",
     "jobrequests": "fc825784-c92a-4299-9221-998a02d1b54f",
+    "packages": "8ffcd551-079c-493a-9c02-54346299d144",
     "timelines": "83597576-cc2c-453c-bea6-2882ae6a1653",
     "records": "8893bc5b-35b2-4be7-83cb-99e683551db4",
     "feed": "858983e4-19bd-4c5e-864c-507b59b58b12",

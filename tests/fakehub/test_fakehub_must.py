@@ -774,3 +774,28 @@ def test_6_undeleted_started_job_is_a_violation(hub, admin, runner):
     again, _ = r.poll(status="Busy")
     assert again["messageId"] == msg["messageId"]
     assert "not deleted before the next poll" in admin.job(job["requestId"])["violations"][0]
+
+
+def test_packages_answer_both_listener_and_worker(hub, admin, runner):
+    r = runner()
+    job, _msg, _q = deliver_job(r, admin)
+    w = sc.Worker(job)
+    url = w.loc.url(sc.LOC["packages"], {"packageType": "agent", "platform": "linux-x64"}, {"$top": 5, "includeToken": "False"})
+    assert sc.request("GET", url, headers={"Authorization": f"Bearer {w.token}"}).json() == {"count": 0, "value": []}
+    assert sc.request("GET", url, headers={"Authorization": f"Bearer {r.token}"}).status == 200
+
+
+def test_removal_as_config_remove_does_it(hub, admin, runner):
+    """§2.9: exchange a remove token, find the runner by name in pool 0, delete it."""
+    r = runner(name="leaving")
+    reg = r.exchange(admin.registration_token(kind="remove"), event="remove").json()
+    loc = sc.discover(reg["url"])
+    auth = {"Authorization": f"Bearer {reg['token']}"}
+    found = sc.request("GET", loc.url(sc.LOC["agents"], {"poolId": 0}, {"agentName": "leaving",
+                                                                     "includeCapabilities": "False"}), headers=auth)
+    agent_id = found.json()["value"][0]["id"]
+    assert sc.request("DELETE", loc.url(sc.LOC["agents"], {"poolId": 0, "agentId": agent_id}),
+                      headers=auth).status in (200, 204)
+    assert admin.agents() == []
+    reply = r.poll()[1]
+    assert reply.status == 404 and reply.json()["typeKey"] == "TaskAgentNotFoundException"
