@@ -1074,9 +1074,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.wfile.write(data)
             self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
+            # the client went away: a delivered message stays undeleted and is delivered again
             self.close_connection = True
-            if getattr(self, "on_send_failed", None):
-                self.on_send_failed()
 
     # --- request helpers ---------------------------------------------------------------------
 
