@@ -178,3 +178,27 @@ def test_runs_as_a_program(tmp_path):
 def test_process_fixture(fakehub_process):
     assert fakehub_process.admin.call("GET", "/health")["ok"] is True
     assert sc.Runner(fakehub_process.url + "/o/r").exchange(fakehub_process.registration_token).status == 200
+
+
+def test_job_message_lost_in_transit_is_delivered_again(hub, admin, runner):
+    r = runner()
+    admin.queue_job(fh.minimal_job_message())
+    admin.fault(route="messages", method="GET", action="drop", when="after")
+    with pytest.raises(DROPPED):
+        r.poll()
+    msg, _ = r.poll()
+    assert msg is not None and msg["messageType"] == "PipelineAgentJobRequest"
+
+
+def test_one_job_two_pollers(hub, admin, runner):
+    import threading
+    a, b = runner(), runner()
+    got = {}
+    threads = [threading.Thread(target=lambda x=x: got.__setitem__(x.name, x.poll()[0])) for x in (a, b)]
+    for t in threads:
+        t.start()
+    time.sleep(0.2)
+    admin.queue_job(fh.minimal_job_message())
+    for t in threads:
+        t.join(10)
+    assert sum(1 for m in got.values() if m is not None) == 1
