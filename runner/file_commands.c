@@ -144,10 +144,8 @@ int file_commands_parse_pairs(const char *text, size_t len, struct file_command_
             rc = error_set_at(err, EINVAL, NULL, line_number, 0, "Invalid format '%.*s'",
                               (int)line.len, line.start);
         }
-        if (rc < 0) {
-            file_command_pairs_free(out);
-            return rc;
-        }
+        if (rc < 0)
+            return rc; /* the pairs before it stay: the official runner has applied them */
     }
     return 0;
 }

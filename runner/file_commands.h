@@ -37,8 +37,9 @@ struct file_command_pairs {
  * wins when applied). Empty lines are skipped; lines end at LF only, so a CR before it stays
  * in the value, as on the official runner on Linux. A UTF-8 byte-order mark is skipped. On bad
  * input returns negative with err set ("Invalid format '…'", "Invalid value. Matching delimiter
- * not found '…'", "Invalid value. EOF marker missing new line.") and err->line; out is then
- * empty. */
+ * not found '…'", "Invalid value. EOF marker missing new line.") and err->line; out then
+ * holds the pairs before the bad line, which the official runner has applied by then (it reads
+ * the file pair by pair), so the caller applies them too. */
 int file_commands_parse_pairs(const char *text, size_t len, struct file_command_pairs *out,
                               struct error *err);
 void file_command_pairs_free(struct file_command_pairs *pairs);

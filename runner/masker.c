@@ -32,31 +32,37 @@ struct string_set {
     size_t cap, count;
 };
 
+enum { NO_CANDIDATE = UINT32_MAX };
+
 struct candidate {
-    uint32_t gram;
     uint32_t pattern;
-    uint32_t offset;
+    uint32_t offset; /* where the gram is in the pattern */
+    uint32_t next;   /* the next candidate with the same gram, or NO_CANDIDATE */
+    uint32_t tail;   /* the pattern's last GRAM bytes: most candidates fail on them at once */
 };
 
 struct gram_slot {
     uint32_t gram;
-    uint32_t start, count; /* count == 0: empty slot */
+    uint32_t head; /* the first candidate; NO_CANDIDATE: an empty slot */
 };
 
+/* Built on first use and kept up to date as values are added (a pattern that would shorten the
+ * stride rebuilds it), so an add-mask per line costs only its own patterns. */
 struct masker_index {
-    bool built;
+    size_t indexed; /* patterns[0..indexed) are in the index */
     size_t max_len;
     size_t min_long; /* shortest pattern of GRAM bytes or more; 0 when none */
     size_t stride;
-    uint64_t *bitmap;
+    uint64_t *bitmap; /* NULL until built */
     struct gram_slot *slots;
-    size_t slot_mask;
+    size_t slot_cap, slot_used;
     struct candidate *candidates;
-    size_t candidate_count;
-    uint32_t short_start[257]; /* short patterns by first byte: short_ids[start[c]..start[c+1]) */
+    size_t candidate_count, candidate_cap;
+    bool short_first[256]; /* a pattern shorter than GRAM starts with this byte */
     uint32_t *short_ids;
-    size_t short_count;
-    uint32_t *sorted; /* every pattern id, in byte order, for prefix queries */
+    size_t short_count, short_cap;
+    uint32_t *sorted; /* every indexed pattern id, in byte order, for prefix queries */
+    size_t sorted_cap;
 };
 
 struct masker {
@@ -398,7 +404,6 @@ static void add_pattern(struct masker *masker, const char *bytes, size_t len)
             xrealloc(masker->patterns, masker->pattern_cap * sizeof(*masker->patterns));
     }
     masker->patterns[masker->pattern_count++] = (struct pattern){stored, len};
-    masker->index.built = false;
 }
 
 void masker_add_value(struct masker *masker, const char *value, size_t len)
@@ -468,16 +473,6 @@ static uint32_t gram_hash(uint32_t gram)
     return (gram * 2654435761u) >> (32 - BITMAP_BITS);
 }
 
-static int candidate_compare(const void *a, const void *b)
-{
-    const struct candidate *x = a, *y = b;
-    if (x->gram != y->gram)
-        return x->gram < y->gram ? -1 : 1;
-    return x->pattern < y->pattern ? -1 : x->pattern > y->pattern;
-}
-
-static const struct pattern *sort_patterns; /* qsort has no context argument */
-
 static int pattern_order(const struct pattern *a, const struct pattern *b)
 {
     size_t n = a->len < b->len ? a->len : b->len;
@@ -487,97 +482,132 @@ static int pattern_order(const struct pattern *a, const struct pattern *b)
     return a->len < b->len ? -1 : a->len > b->len;
 }
 
-static int pattern_id_compare(const void *a, const void *b)
+static size_t slot_index(uint32_t gram, size_t cap)
 {
-    return pattern_order(&sort_patterns[*(const uint32_t *)a],
-                         &sort_patterns[*(const uint32_t *)b]);
+    return (size_t)((gram * 0x9E3779B97F4A7C15ULL) >> 32) & (cap - 1);
 }
 
-static void index_build_grams(struct masker *masker, struct masker_index *index)
+static void slots_grow(struct masker_index *index)
 {
-    size_t count = 0;
-    for (size_t p = 0; p < masker->pattern_count; p++)
-        if (masker->patterns[p].len >= GRAM)
-            count += index->stride;
-    index->candidates = xmalloc((count ? count : 1) * sizeof(struct candidate));
-    size_t n = 0;
-    for (size_t p = 0; p < masker->pattern_count; p++) {
-        const struct pattern *pat = &masker->patterns[p];
-        if (pat->len < GRAM)
+    size_t cap = index->slot_cap ? index->slot_cap * 2 : 1024;
+    struct gram_slot *slots = xmalloc(cap * sizeof(*slots));
+    for (size_t i = 0; i < cap; i++)
+        slots[i].head = NO_CANDIDATE;
+    for (size_t i = 0; i < index->slot_cap; i++) {
+        if (index->slots[i].head == NO_CANDIDATE)
             continue;
-        for (size_t off = 0; off < index->stride; off++)
-            index->candidates[n++] =
-                (struct candidate){load_gram(pat->bytes + off), (uint32_t)p, (uint32_t)off};
+        size_t s = slot_index(index->slots[i].gram, cap);
+        while (slots[s].head != NO_CANDIDATE)
+            s = (s + 1) & (cap - 1);
+        slots[s] = index->slots[i];
     }
-    qsort(index->candidates, n, sizeof(struct candidate), candidate_compare);
-    index->candidate_count = n;
+    free(index->slots);
+    index->slots = slots;
+    index->slot_cap = cap;
+}
 
-    size_t slots = 16;
-    while (slots < 2 * n)
-        slots *= 2;
-    index->slots = xcalloc(slots, sizeof(struct gram_slot));
-    index->slot_mask = slots - 1;
-    index->bitmap = xcalloc((1u << BITMAP_BITS) / 64, sizeof(uint64_t));
-    for (size_t i = 0; i < n;) {
-        size_t j = i;
-        while (j < n && index->candidates[j].gram == index->candidates[i].gram)
-            j++;
-        uint32_t gram = index->candidates[i].gram;
+static struct gram_slot *slot_insert(struct masker_index *index, uint32_t gram)
+{
+    if ((index->slot_used + 1) * 2 > index->slot_cap)
+        slots_grow(index);
+    size_t s = slot_index(gram, index->slot_cap);
+    while (index->slots[s].head != NO_CANDIDATE && index->slots[s].gram != gram)
+        s = (s + 1) & (index->slot_cap - 1);
+    if (index->slots[s].head == NO_CANDIDATE) {
+        index->slots[s].gram = gram;
+        index->slot_used++;
+    }
+    return &index->slots[s];
+}
+
+static void index_add_grams(struct masker_index *index, const struct pattern *pat, uint32_t id)
+{
+    if (index->candidate_count + index->stride > index->candidate_cap) {
+        index->candidate_cap = (index->candidate_count + index->stride) * 2;
+        index->candidates =
+            xrealloc(index->candidates, index->candidate_cap * sizeof(*index->candidates));
+    }
+    for (size_t off = 0; off < index->stride; off++) {
+        uint32_t gram = load_gram(pat->bytes + off);
         uint32_t h = gram_hash(gram);
         index->bitmap[h >> 6] |= 1ULL << (h & 63);
-        size_t s = (gram * 0x9E3779B97F4A7C15ULL) >> 20 & index->slot_mask;
-        while (index->slots[s].count)
-            s = (s + 1) & index->slot_mask;
-        index->slots[s] = (struct gram_slot){gram, (uint32_t)i, (uint32_t)(j - i)};
-        i = j;
+        struct gram_slot *slot = slot_insert(index, gram);
+        index->candidates[index->candidate_count] = (struct candidate){
+            id, (uint32_t)off, slot->head, load_gram(pat->bytes + pat->len - GRAM)};
+        slot->head = (uint32_t)index->candidate_count++;
     }
 }
 
-static void index_build_short(struct masker *masker, struct masker_index *index)
+static void index_add_short(struct masker_index *index, const struct pattern *pat, uint32_t id)
 {
-    uint32_t counts[256] = {0};
-    for (size_t p = 0; p < masker->pattern_count; p++)
-        if (masker->patterns[p].len < GRAM)
-            counts[(unsigned char)masker->patterns[p].bytes[0]]++;
-    index->short_start[0] = 0;
-    for (int c = 0; c < 256; c++)
-        index->short_start[c + 1] = index->short_start[c] + counts[c];
-    index->short_count = index->short_start[256];
-    index->short_ids = xmalloc((index->short_count ? index->short_count : 1) * sizeof(uint32_t));
-    uint32_t fill[256];
-    memcpy(fill, index->short_start, sizeof(fill));
-    for (size_t p = 0; p < masker->pattern_count; p++)
-        if (masker->patterns[p].len < GRAM)
-            index->short_ids[fill[(unsigned char)masker->patterns[p].bytes[0]]++] = (uint32_t)p;
+    if (index->short_count == index->short_cap) {
+        index->short_cap = index->short_cap ? index->short_cap * 2 : 16;
+        index->short_ids = xrealloc(index->short_ids, index->short_cap * sizeof(uint32_t));
+    }
+    index->short_ids[index->short_count++] = id;
+    index->short_first[(unsigned char)pat->bytes[0]] = true;
 }
 
-static void index_build(struct masker *masker)
+static void index_add_sorted(const struct masker *masker, struct masker_index *index, uint32_t id)
 {
-    struct masker_index *index = &masker->index;
+    if (index->indexed == index->sorted_cap) {
+        index->sorted_cap = index->sorted_cap ? index->sorted_cap * 2 : 64;
+        index->sorted = xrealloc(index->sorted, index->sorted_cap * sizeof(uint32_t));
+    }
+    const struct pattern *pat = &masker->patterns[id];
+    size_t lo = 0, hi = index->indexed;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (pattern_order(&masker->patterns[index->sorted[mid]], pat) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    memmove(index->sorted + lo + 1, index->sorted + lo, (index->indexed - lo) * sizeof(uint32_t));
+    index->sorted[lo] = id;
+}
+
+static void index_add(const struct masker *masker, struct masker_index *index, size_t p)
+{
+    const struct pattern *pat = &masker->patterns[p];
+    if (pat->len > index->max_len)
+        index->max_len = pat->len;
+    if (pat->len >= GRAM)
+        index_add_grams(index, pat, (uint32_t)p);
+    else
+        index_add_short(index, pat, (uint32_t)p);
+    index_add_sorted(masker, index, (uint32_t)p);
+    index->indexed++;
+}
+
+static void index_reset(struct masker_index *index, size_t min_long)
+{
     index_free(index);
-    for (size_t p = 0; p < masker->pattern_count; p++) {
-        size_t len = masker->patterns[p].len;
-        if (len > index->max_len)
-            index->max_len = len;
-        if (len >= GRAM && (index->min_long == 0 || len < index->min_long))
-            index->min_long = len;
-    }
-    index->stride = index->min_long ? index->min_long - GRAM + 1 : 1;
-    index_build_grams(masker, index);
-    index_build_short(masker, index);
-    index->sorted = xmalloc((masker->pattern_count ? masker->pattern_count : 1) * sizeof(uint32_t));
-    for (size_t p = 0; p < masker->pattern_count; p++)
-        index->sorted[p] = (uint32_t)p;
-    sort_patterns = masker->patterns;
-    qsort(index->sorted, masker->pattern_count, sizeof(uint32_t), pattern_id_compare);
-    index->built = true;
+    index->min_long = min_long;
+    index->stride = min_long ? min_long - GRAM + 1 : 1;
+    index->bitmap = xcalloc((1u << BITMAP_BITS) / 64, sizeof(uint64_t));
 }
 
 static struct masker_index *index_get(struct masker *masker)
 {
-    if (!masker->index.built)
-        index_build(masker);
-    return &masker->index;
+    struct masker_index *index = &masker->index;
+    bool rebuild = !index->bitmap;
+    for (size_t p = index->indexed; p < masker->pattern_count && !rebuild; p++) {
+        size_t len = masker->patterns[p].len;
+        rebuild = len >= GRAM && (!index->min_long || len < index->min_long);
+    }
+    if (rebuild) {
+        size_t min_long = 0;
+        for (size_t p = 0; p < masker->pattern_count; p++) {
+            size_t len = masker->patterns[p].len;
+            if (len >= GRAM && (!min_long || len < min_long))
+                min_long = len;
+        }
+        index_reset(index, min_long);
+    }
+    while (index->indexed < masker->pattern_count)
+        index_add(masker, index, index->indexed);
+    return index;
 }
 
 /* ---- searching ---- */
@@ -593,10 +623,9 @@ static void ranges_push(struct ranges *r, size_t start, size_t end)
 
 static const struct gram_slot *slot_find(const struct masker_index *index, uint32_t gram)
 {
-    size_t s = (gram * 0x9E3779B97F4A7C15ULL) >> 20 & index->slot_mask;
-    for (;; s = (s + 1) & index->slot_mask) {
+    for (size_t s = slot_index(gram, index->slot_cap);; s = (s + 1) & (index->slot_cap - 1)) {
         const struct gram_slot *slot = &index->slots[s];
-        if (!slot->count)
+        if (slot->head == NO_CANDIDATE)
             return NULL;
         if (slot->gram == gram)
             return slot;
@@ -616,15 +645,15 @@ static void scan_long(const struct masker *masker, const struct masker_index *in
         if (!((bitmap[h >> 6] >> (h & 63)) & 1))
             continue;
         const struct gram_slot *slot = slot_find(index, gram);
-        if (!slot)
-            continue;
-        for (uint32_t k = slot->start; k < slot->start + slot->count; k++) {
+        for (uint32_t k = slot ? slot->head : NO_CANDIDATE; k != NO_CANDIDATE;
+             k = index->candidates[k].next) {
             const struct candidate *c = &index->candidates[k];
             const struct pattern *pat = &masker->patterns[c->pattern];
             if (c->offset > i)
                 continue;
             size_t start = i - c->offset;
-            if (start + pat->len <= len && memcmp(text + start, pat->bytes, pat->len) == 0)
+            if (start + pat->len <= len && load_gram(text + start + pat->len - GRAM) == c->tail &&
+                memcmp(text + start, pat->bytes, pat->len) == 0)
                 ranges_push(found, start, start + pat->len);
         }
     }
@@ -636,8 +665,9 @@ static void scan_short(const struct masker *masker, const struct masker_index *i
     if (!index->short_count)
         return;
     for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)text[i];
-        for (uint32_t k = index->short_start[c]; k < index->short_start[c + 1]; k++) {
+        if (!index->short_first[(unsigned char)text[i]])
+            continue;
+        for (size_t k = 0; k < index->short_count; k++) {
             const struct pattern *pat = &masker->patterns[index->short_ids[k]];
             if (i + pat->len <= len && memcmp(text + i, pat->bytes, pat->len) == 0)
                 ranges_push(found, i, i + pat->len);

@@ -236,8 +236,7 @@ static int try_v1(struct cgroup_job *cg, const struct sandbox_limits *l, const c
         int r = mkdir(dir, 0755) < 0 ? -errno : v1_limit(dir, c, l);
         cg->dirs[cg->ndirs++] = dir; /* destroy removes it, even half set up */
         if (r < 0) {
-            buf_printf(why, "; cgroup v1 %s at %s: %s", controller_names[c], parent,
-                       strerror(-r));
+            buf_printf(why, "; cgroup v1 %s at %s: %s", controller_names[c], parent, strerror(-r));
             return -1;
         }
     }
@@ -245,8 +244,7 @@ static int try_v1(struct cgroup_job *cg, const struct sandbox_limits *l, const c
     return 0;
 }
 
-void cgroup_job_create(struct cgroup_job *cg, const struct sandbox_limits *limits,
-                       const char *name)
+void cgroup_job_create(struct cgroup_job *cg, const struct sandbox_limits *limits, const char *name)
 {
     static bool said;
     memset(cg, 0, sizeof *cg);

@@ -261,8 +261,10 @@ static void minimal_dev(int sock)
 {
     static const char *const nodes[] = {"null", "zero", "full", "random", "urandom", "tty"};
     static const char *const links[][2] = {
-        {"pts/ptmx", "/tmp/.harrier-dev/ptmx"},        {"/proc/self/fd", "/tmp/.harrier-dev/fd"},
-        {"/proc/self/fd/0", "/tmp/.harrier-dev/stdin"}, {"/proc/self/fd/1", "/tmp/.harrier-dev/stdout"},
+        {"pts/ptmx", "/tmp/.harrier-dev/ptmx"},
+        {"/proc/self/fd", "/tmp/.harrier-dev/fd"},
+        {"/proc/self/fd/0", "/tmp/.harrier-dev/stdin"},
+        {"/proc/self/fd/1", "/tmp/.harrier-dev/stdout"},
         {"/proc/self/fd/2", "/tmp/.harrier-dev/stderr"},
     };
     const char *stage = "/tmp/.harrier-dev";
@@ -307,8 +309,7 @@ static void hide(int sock, const char *path)
     }
     /* /dev/null, so that the path reads as an empty file (nodev would refuse to open it). */
     if (mount("/dev/null", path, NULL, MS_BIND, NULL) < 0 ||
-        mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC, NULL) <
-            0)
+        mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC, NULL) < 0)
         fail(sock, STAGE_HIDE, errno, path);
 }
 
@@ -362,10 +363,18 @@ static void reaper_on_child(int sig)
     (void)sig;
 }
 
-static _Noreturn void reaper_main(int report)
+static _Noreturn void reaper_main(int report, bool root)
 {
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
     prctl(PR_SET_NAME, "harrier-reaper", 0, 0, 0);
+    /* The OOM killer of a job over its memory limit should take the step that grew, not
+     * pid 1 (whose death ends the whole job). Only root may lower the score. */
+    int fd = root ? open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC) : -1;
+    if (fd >= 0) {
+        if (write(fd, "-1000", 5) < 0) {
+        } /* best effort */
+        close(fd);
+    }
     int error = 0;
     if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
         error = errno;
@@ -392,18 +401,18 @@ static _Noreturn void reaper_main(int report)
 
 /* clone without a new stack is fork without glibc's atfork work; CLONE_PARENT makes the
  * reaper the worker's child, so the worker holds its pidfd and its death ends the job. */
-static int start_reaper(int sock, int *pidfd)
+static int start_reaper(int sock, int *pidfd, bool root)
 {
     int pipefd[2];
     if (pipe2(pipefd, O_CLOEXEC) < 0)
         fail(sock, STAGE_REAPER, errno, "pipe");
-    long pid = syscall(SYS_clone, (unsigned long)(CLONE_PARENT | CLONE_PIDFD), 0UL, pidfd, 0UL,
-                       0UL);
+    long pid =
+        syscall(SYS_clone, (unsigned long)(CLONE_PARENT | CLONE_PIDFD), 0UL, pidfd, 0UL, 0UL);
     if (pid < 0)
         fail(sock, STAGE_REAPER, errno, "clone");
     if (pid == 0) {
         close(pipefd[0]);
-        reaper_main(pipefd[1]);
+        reaper_main(pipefd[1], root);
     }
     close(pipefd[1]);
     int error = 0;
@@ -456,14 +465,13 @@ static int split_strings(char **p, const char *end, uint32_t count, char **out)
     return 0;
 }
 
-static void serve_one(int sock, void *stack, char *payload, size_t len, const int *fds,
-                      int nfds)
+static void serve_one(int sock, void *stack, char *payload, size_t len, const int *fds, int nfds)
 {
     struct helper_msg reply;
     memset(&reply, 0, sizeof reply);
     reply.type = HELPER_SPAWNED;
     struct spawn_request req;
-    if (len < sizeof req || nfds < 3) {
+    if (!payload || len < sizeof req || nfds < 3) {
         reply.stage = STAGE_SPAWN;
         reply.error = EPROTO;
         send_msg(sock, &reply, NULL, 0);
@@ -557,18 +565,23 @@ static _Noreturn void serve(int sock)
             continue;
         }
         memcpy(&msg, request_buf, sizeof msg);
+        /* Every request gets a reply, an error one when it makes no sense: the worker
+         * waits for it. A large request (a big environment) comes in a memfd, 4th fd. */
+        char *payload = NULL, *map = MAP_FAILED;
+        size_t len = 0;
         if (msg.type == HELPER_SPAWN && msg.inline_len) {
-            size_t len = (size_t)n - sizeof msg;
-            serve_one(sock, stack, request_buf + sizeof msg, len, fds, nfds);
-        } else if (msg.type == HELPER_SPAWN && nfds == 4) {
-            /* A large request (a big environment) comes in a memfd, the 4th fd. */
-            size_t len = msg.memfd_len;
-            char *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE, fds[3], 0);
+            payload = request_buf + sizeof msg;
+            len = (size_t)n - sizeof msg;
+        } else if (msg.type == HELPER_SPAWN && nfds == 4 && msg.memfd_len) {
+            map = mmap(NULL, msg.memfd_len, PROT_READ | PROT_WRITE, MAP_PRIVATE, fds[3], 0);
             if (map != MAP_FAILED) {
-                serve_one(sock, stack, map, len, fds, 3);
-                munmap(map, len);
+                payload = map;
+                len = msg.memfd_len;
             }
         }
+        serve_one(sock, stack, payload, len, fds, payload ? 3 : 0);
+        if (map != MAP_FAILED)
+            munmap(map, msg.memfd_len);
         for (int i = 0; i < nfds; i++)
             close(fds[i]);
     }
@@ -592,7 +605,7 @@ void helper_main(int sock, const struct helper_setup *s)
     setup_mounts(sock, s);
     if (unshare(CLONE_NEWPID) < 0)
         fail(sock, STAGE_PIDNS, errno, "unshare(CLONE_NEWPID)");
-    int reaper = start_reaper(sock, &reaper_pidfd);
+    int reaper = start_reaper(sock, &reaper_pidfd, s->root);
 
     /* Inner: the user namespace that owns the steps' mount namespace (locking every mount
      * above), with ipc, uts and, for strict, network. */

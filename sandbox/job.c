@@ -1,6 +1,8 @@
 /* The worker's side of a job sandbox: creating it (through the helper, helper.c), spawning
- * steps, watching them on the libuv loop through their pidfds (no SIGCHLD: steps have exit
- * signal 0 and are reaped with waitid(P_PIDFD)), cancelling their trees, ending the job. */
+ * steps, watching them on the libuv loop through their pidfds and reaping each with
+ * waitid(P_PIDFD) (libuv waits only for the pids it spawned, so no SIGCHLD race; the worker
+ * must not set SIGCHLD to SIG_IGN, which would reap steps behind our back), cancelling
+ * their trees, ending the job. */
 #include "sandbox/sandbox_internal.h"
 
 #include "lib/log.h"
@@ -31,7 +33,7 @@ struct sandbox_step {
     int handles_open;
     sandbox_exit_cb on_exit;
     void *data;
-    bool exited, done;
+    bool exited, done, closed;
     int cancel_signal; /* 0, SIGINT, SIGTERM, SIGKILL */
     uint64_t cancel_deadline;
     struct tree tree;
@@ -124,8 +126,7 @@ static int reap_blocking(int pidfd, int *code, int *sig, struct rusage *usage)
     return exec_reap(pidfd, 0, code ? code : &c, sig ? sig : &s, usage);
 }
 
-static int helper_recv(struct sandbox_job *job, struct helper_msg *msg, int *fd,
-                       struct error *err)
+static int helper_recv(struct sandbox_job *job, struct helper_msg *msg, int *fd, struct error *err)
 {
     struct pollfd p = {job->sock, POLLIN, 0};
     int r;
@@ -204,18 +205,11 @@ static int write_proc(pid_t pid, const char *file, const char *text)
     return n == (ssize_t)strlen(text) ? 0 : -saved;
 }
 
-/* The inner user namespace's maps: root maps to root (all ids, so that apt can drop to
- * _apt), anyone else to themselves. */
+/* The inner user namespace's maps, for real root: root maps to root, and every other id to
+ * itself, so that apt can still drop to _apt. (Others map themselves, in the helper.) */
 static int write_maps(struct sandbox_job *job, struct error *err)
 {
-    char uid_map[64], gid_map[64];
-    if (geteuid() == 0) {
-        snprintf(uid_map, sizeof uid_map, "0 0 4294967295\n");
-        snprintf(gid_map, sizeof gid_map, "0 0 4294967295\n");
-    } else {
-        snprintf(uid_map, sizeof uid_map, "%u %u 1\n", geteuid(), geteuid());
-        snprintf(gid_map, sizeof gid_map, "%u %u 1\n", getegid(), getegid());
-    }
+    const char *uid_map = "0 0 4294967295\n", *gid_map = uid_map;
     static const char *const files[] = {"uid_map", "gid_map"};
     const char *maps[] = {uid_map, gid_map};
     for (int i = 0; i < 2; i++) {
@@ -233,6 +227,24 @@ struct setup_failure {
     enum helper_stage stage;
 };
 
+/* Real root: uid 0 in the initial user namespace, whose uid_map maps every id. Root inside
+ * another user namespace (a rootless container) takes the unprivileged path. */
+static bool real_root(void)
+{
+    if (geteuid() != 0)
+        return false;
+    char text[128] = "";
+    int fd = open("/proc/self/uid_map", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ssize_t n = read(fd, text, sizeof text - 1);
+        text[n > 0 ? n : 0] = '\0';
+        close(fd);
+    }
+    unsigned long long inside, outside, count;
+    return sscanf(text, "%llu %llu %llu", &inside, &outside, &count) == 3 && inside == 0 &&
+           outside == 0 && count == 4294967295ULL;
+}
+
 static int start_helper(struct sandbox_job *job, enum sandbox_level level,
                         struct setup_failure *failure, struct error *err)
 {
@@ -242,7 +254,7 @@ static int start_helper(struct sandbox_job *job, enum sandbox_level level,
     struct helper_setup setup = {
         .level = level,
         .network = job->network,
-        .root = geteuid() == 0,
+        .root = real_root(),
         .uid = geteuid(),
         .gid = getegid(),
         .worker = getpid(),
@@ -290,8 +302,7 @@ static int start_helper(struct sandbox_job *job, enum sandbox_level level,
             failure->stage = (enum helper_stage)msg.stage;
             msg.detail[sizeof msg.detail - 1] = '\0';
             return error_set(err, msg.error, "needs %s (%s: %s)",
-                             helper_stage_feature(failure->stage), msg.detail,
-                             strerror(msg.error));
+                             helper_stage_feature(failure->stage), msg.detail, strerror(msg.error));
         } else {
             close_fd(&fd);
             return error_set(err, EPROTO, "the sandbox helper sent an unexpected message");
@@ -329,8 +340,8 @@ static void say_fallback(enum sandbox_level level, const struct error *why)
              sandbox_level_name(level - 1));
 }
 
-int sandbox_job_new(uv_loop_t *loop, const struct sandbox_job_options *o,
-                    struct sandbox_job **out, struct error *err)
+int sandbox_job_new(uv_loop_t *loop, const struct sandbox_job_options *o, struct sandbox_job **out,
+                    struct error *err)
 {
     static unsigned sequence;
     *out = NULL;
@@ -358,7 +369,12 @@ int sandbox_job_new(uv_loop_t *loop, const struct sandbox_job_options *o,
             break;
         stop_helper(job);
         if (!o->allow_fallback) {
-            error_prefix(err, "cannot create the %s sandbox", sandbox_level_name(level));
+            char why[ERROR_MESSAGE_MAX];
+            snprintf(why, sizeof why, "%s", err->message);
+            error_set(err, err->code,
+                      "cannot create the %s sandbox: %s; enable that, or choose a lower "
+                      "--sandbox level",
+                      sandbox_level_name(level), why);
             job->level = level;
             sandbox_job_free(job);
             return err->code;
@@ -420,6 +436,9 @@ static void step_unlink(struct sandbox_step *step)
 
 static void step_close(struct sandbox_step *step)
 {
+    if (step->closed) /* the exit callback may have ended the job, closing it already */
+        return;
+    step->closed = true;
     step_unlink(step);
     uv_close((uv_handle_t *)&step->poll, step_on_close);
     uv_close((uv_handle_t *)&step->timer, step_on_close);
@@ -550,8 +569,8 @@ static int spawn_in_helper(struct sandbox_job *job, const struct sandbox_spawn_o
         close_fd(pidfd);
     }
     if (msg.error || *pidfd < 0)
-        return error_set(err, msg.error ? msg.error : EPROTO, "cannot start %s: %s: %s",
-                         o->argv[0], msg.detail[0] ? msg.detail : "clone",
+        return error_set(err, msg.error ? msg.error : EPROTO, "cannot start %s: %s: %s", o->argv[0],
+                         msg.detail[0] ? msg.detail : "clone",
                          strerror(msg.error ? msg.error : EPROTO));
     return msg.pid;
 }

@@ -27,7 +27,8 @@ struct sandbox_exec {
 };
 
 /* Starts ex's child with clone(CLONE_VM|CLONE_VFORK|CLONE_PIDFD|extra_flags), exit signal 0
- * (the parent reaps it with waitid(P_PIDFD, ... __WALL)). stack is EXEC_STACK_SIZE bytes.
+ * (execve turns that back into SIGCHLD; the parent reaps it with waitid(P_PIDFD), never by
+ * waiting for any child, and so does libuv: no race). stack is EXEC_STACK_SIZE bytes.
  * Returns the pid and sets *pidfd, or a negative errno. ex->error is set when the child
  * failed before or at execve. */
 pid_t exec_start(struct sandbox_exec *ex, void *stack, int extra_flags, int *pidfd);
@@ -39,12 +40,12 @@ int exec_reap(int pidfd, int options, int *exit_code, int *term_signal, struct r
 
 /* ---- helper: the single-threaded process that owns a job's namespaces (helper.c) ---- */
 enum helper_msg_type {
-    HELPER_GO = 1,   /* worker -> helper: carry on */
-    HELPER_MAPS,     /* helper -> worker: write my uid/gid maps, then GO */
-    HELPER_READY,    /* helper -> worker: + the reaper's pidfd */
-    HELPER_FAIL,     /* helper -> worker: setup failed at stage, errno */
-    HELPER_SPAWN,    /* worker -> helper: request inline or in a memfd, + stdio fds */
-    HELPER_SPAWNED,  /* helper -> worker: pid, exec errno, + pidfd */
+    HELPER_GO = 1,  /* worker -> helper: carry on */
+    HELPER_MAPS,    /* helper -> worker: write my uid/gid maps, then GO */
+    HELPER_READY,   /* helper -> worker: + the reaper's pidfd */
+    HELPER_FAIL,    /* helper -> worker: setup failed at stage, errno */
+    HELPER_SPAWN,   /* worker -> helper: request inline or in a memfd, + stdio fds */
+    HELPER_SPAWNED, /* helper -> worker: pid, exec errno, + pidfd */
 };
 
 /* Setup stages, so that a failure names the kernel feature that is missing. */

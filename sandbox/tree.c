@@ -130,8 +130,8 @@ size_t tree_signal(struct tree *tree, int sig)
         /* Open a pidfd first, then check the start time: the pidfd pins the process. */
         int fd = (int)syscall(SYS_pidfd_open, p->pid, 0);
         struct proc_stat st;
-        if (fd < 0 || proc_stat_read(p->pid, &st) < 0 || st.start != p->start ||
-            st.state == 'Z' || st.state == 'X') {
+        if (fd < 0 || proc_stat_read(p->pid, &st) < 0 || st.start != p->start || st.state == 'Z' ||
+            st.state == 'X') {
             if (fd >= 0)
                 close(fd);
             p->pid = 0; /* gone for good */

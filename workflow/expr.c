@@ -22,6 +22,7 @@ enum {
     MEMORY_STRING_OVERHEAD = 26,        /* MemoryCounter.StringBaseOverhead */
     MEMORY_POINTER = 8,                 /* IntPtr.Size */
     MEMORY_LEVELS = EXPR_MAX_DEPTH + 8, /* a tree is at most 50 deep */
+    EXPR_MAX_NESTING = 250,             /* the parser's recursion guard */
     NUMBER_TEXT_MAX = 40,
 };
 
@@ -391,6 +392,7 @@ enum token_type {
     TOKEN_FALSE,
     TOKEN_NULL,
     TOKEN_EOF,
+    TOKEN_ERROR, /* the lexer failed here; struct lexer.error says why */
 };
 
 struct token {
@@ -407,6 +409,7 @@ struct lexer {
     struct token *tokens;
     size_t count, cap;
     struct arena *arena;
+    struct error error; /* set with a TOKEN_ERROR */
 };
 
 /* "Located at position N" counts UTF-16 code units from 1, over the whole text (newlines
@@ -445,6 +448,8 @@ static bool lexer_is_boundary(const struct lexer *lx, size_t at)
     case '|':
         return true;
     default: {
+        if ((unsigned char)c < 0x80)
+            return c == ' ' || (c >= '\t' && c <= '\r');
         size_t size;
         return is_white_space(
             utf8_decode((const unsigned char *)lx->text + at, lx->len - at, &size));
@@ -456,6 +461,9 @@ static size_t lexer_white_space(const struct lexer *lx, size_t at)
 {
     if (at >= lx->len)
         return 0;
+    char c0 = lx->text[at];
+    if ((unsigned char)c0 < 0x80)
+        return (c0 == ' ' || (c0 >= '\t' && c0 <= '\r')) ? 1 : 0;
     size_t size;
     uint32_t c = utf8_decode((const unsigned char *)lx->text + at, lx->len - at, &size);
     return is_white_space(c) ? size : 0;
@@ -648,20 +656,27 @@ static int lexer_one(struct lexer *lx, struct error *err)
     }
 }
 
-static int lexer_run(struct lexer *lx, struct error *err)
+/* Reads the next token. As the C# parser, tokens are read as the parser asks for them, so
+ * an earlier syntax error is reported before a later malformed token. */
+static void lexer_next(struct lexer *lx)
 {
-    while (lx->offset < lx->len) {
-        size_t ws = lexer_white_space(lx, lx->offset);
-        if (ws) {
-            lx->offset += ws;
-            continue;
-        }
-        if (lexer_one(lx, err) < 0)
-            return -1;
+    if (lx->count && lx->tokens[lx->count - 1].type >= TOKEN_EOF) {
+        lexer_add(lx, lx->tokens[lx->count - 1].type, lx->offset); /* stays at the end */
+        return;
     }
-    lx->offset = lx->len;
-    lexer_add(lx, TOKEN_EOF, lx->len);
-    return 0;
+    for (;;) {
+        size_t ws = lexer_white_space(lx, lx->offset);
+        if (!ws)
+            break;
+        lx->offset += ws;
+    }
+    if (lx->offset >= lx->len) {
+        lexer_add(lx, TOKEN_EOF, lx->len);
+        return;
+    }
+    size_t start = lx->offset;
+    if (lexer_one(lx, &lx->error) < 0)
+        lexer_add(lx, TOKEN_ERROR, start);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -725,22 +740,26 @@ static const size_t BUILTIN_COUNT;
 
 struct parser {
     const char *text;
-    const struct token *tokens;
+    struct lexer *lexer;
     size_t pos;
+    bool lexing_failed;
     int depth;
     const struct expr_parse_options *options;
     struct arena *arena;
     struct error *err;
 };
 
+/* The token at pos; the pointer is valid until the next token is read. */
 static const struct token *parser_peek(const struct parser *p)
 {
-    return &p->tokens[p->pos];
+    while (p->lexer->count <= p->pos)
+        lexer_next(p->lexer);
+    return &p->lexer->tokens[p->pos];
 }
 
 static const struct token *parser_previous(const struct parser *p)
 {
-    return &p->tokens[p->pos ? p->pos - 1 : 0];
+    return &p->lexer->tokens[p->pos ? p->pos - 1 : 0];
 }
 
 static bool parser_at_end(const struct parser *p)
@@ -755,7 +774,7 @@ static bool parser_check(const struct parser *p, enum token_type type)
 
 static bool parser_match(struct parser *p, enum token_type type)
 {
-    if (!parser_check(p, type) || type == TOKEN_EOF)
+    if (!parser_check(p, type) || type >= TOKEN_EOF)
         return false;
     p->pos++;
     return true;
@@ -771,14 +790,23 @@ static void *parser_fail_token(struct parser *p, const char *what, const struct 
  * last token, as the C# parser reports it. */
 static void *parser_fail(struct parser *p)
 {
+    if (parser_check(p, TOKEN_ERROR)) {
+        if (p->err)
+            *p->err = p->lexer->error;
+        p->lexing_failed = true;
+        return NULL;
+    }
     if (parser_at_end(p))
         return parser_fail_token(p, "Unexpected end of expression", parser_previous(p));
     return parser_fail_token(p, "Unexpected symbol", parser_peek(p));
 }
 
+/* A guard on the parser's recursion (groups, arguments, indexes, "!"), so that no text can
+ * exhaust the stack. The limit GitHub states is on the tree (tree_depth_ok below); parentheses
+ * make no node there, so this guard is looser than it, and only refuses absurd nesting. */
 static bool parser_depth_up(struct parser *p)
 {
-    if (++p->depth > EXPR_MAX_DEPTH) {
+    if (++p->depth > EXPR_MAX_NESTING) {
         error_set(p->err, -1, "Exceeded max expression depth %d", EXPR_MAX_DEPTH);
         return false;
     }
@@ -869,15 +897,15 @@ static struct node *parse_literal(struct parser *p, const struct token *t)
 
 static struct node *parse_primary(struct parser *p, bool *postfix)
 {
-    const struct token *t = parser_peek(p);
-    switch (t->type) {
+    struct token t = *parser_peek(p);
+    switch (t.type) {
     case TOKEN_TRUE:
     case TOKEN_FALSE:
     case TOKEN_NULL:
     case TOKEN_NUMBER:
     case TOKEN_STRING:
         p->pos++;
-        return parse_literal(p, t);
+        return parse_literal(p, &t);
     case TOKEN_LEFT_PAREN: {
         p->pos++;
         struct node *inner = parse_expression(p);
@@ -966,18 +994,18 @@ static struct node *parse_call(struct parser *p, bool *postfix)
 {
     if (!parser_check(p, TOKEN_IDENTIFIER))
         return parse_primary(p, postfix);
-    const struct token *ident = parser_peek(p);
+    struct token ident = *parser_peek(p);
     p->pos++;
     *postfix = true;
     if (parser_match(p, TOKEN_LEFT_PAREN))
-        return parse_function(p, ident);
-    const char *name = p->text + ident->start;
+        return parse_function(p, &ident);
+    const char *name = p->text + ident.start;
     if (p->options && p->options->named_values &&
-        !name_in_list(p->options->named_values, name, ident->len))
-        return parser_fail_token(p, "Unrecognized named-value", ident);
+        !name_in_list(p->options->named_values, name, ident.len))
+        return parser_fail_token(p, "Unrecognized named-value", &ident);
     struct node *n = node_new(p, NODE_NAMED_VALUE);
-    n->string = arena_strndup(p->arena, name, ident->len);
-    n->string_len = ident->len;
+    n->string = arena_strndup(p->arena, name, ident.len);
+    n->string_len = ident.len;
     return n;
 }
 
@@ -987,7 +1015,6 @@ static struct node *parse_index(struct parser *p)
     struct node *expr = parse_call(p, &postfix);
     if (!expr || !postfix)
         return expr;
-    int raised = 0;
     for (;;) {
         struct node *index;
         if (parser_match(p, TOKEN_LEFT_BRACKET)) {
@@ -1001,12 +1028,12 @@ static struct node *parse_index(struct parser *p)
             if (!parser_match(p, TOKEN_RIGHT_BRACKET))
                 return parser_fail(p);
         } else if (parser_match(p, TOKEN_DOT)) {
-            const struct token *t = parser_peek(p);
+            struct token t = *parser_peek(p);
             if (parser_match(p, TOKEN_IDENTIFIER)) {
                 index = node_new(p, NODE_LITERAL);
                 index->literal_kind = EXPR_STRING;
-                index->string = arena_strndup(p->arena, p->text + t->start, t->len);
-                index->string_len = t->len;
+                index->string = arena_strndup(p->arena, p->text + t.start, t.len);
+                index->string_len = t.len;
             } else if (parser_match(p, TOKEN_STAR)) {
                 index = node_new(p, NODE_WILDCARD);
             } else {
@@ -1015,12 +1042,8 @@ static struct node *parse_index(struct parser *p)
         } else {
             break;
         }
-        raised++;
-        if (!parser_depth_up(p))
-            return NULL;
         expr = node_binary(p, NODE_INDEX, expr, index);
     }
-    p->depth -= raised;
     return expr;
 }
 
@@ -1089,8 +1112,6 @@ static struct node *parse_logical(struct parser *p, enum token_type op, enum nod
     struct node *first = operand(p);
     if (!first || !parser_check(p, op))
         return first;
-    if (!parser_depth_up(p))
-        return NULL;
     struct node_list args = {0};
     logical_push(&args, kind, first);
     while (parser_match(p, op)) {
@@ -1101,7 +1122,6 @@ static struct node *parse_logical(struct parser *p, enum token_type op, enum nod
         }
         logical_push(&args, kind, next);
     }
-    p->depth--;
     struct node *n = node_new(p, kind);
     node_set_args(p, n, &args);
     return n;
@@ -1150,23 +1170,16 @@ int expr_parse(const char *text, const struct expr_parse_options *options, struc
     }
 
     struct expr *e = xcalloc(1, sizeof *e);
-    arena_init(&e->arena, 1024 + len * 2);
+    arena_init(&e->arena, 448 + len * 2); /* small: below glibc's large-bin requests */
     e->text = arena_strndup(&e->arena, text, len);
 
     struct lexer lx = {.text = e->text, .len = len, .arena = &e->arena};
-    if (lexer_run(&lx, err) < 0) {
-        free(lx.tokens);
-        expr_free(e);
-        *stage = EXPR_STAGE_LEXING;
-        return -1;
-    }
-
     struct parser p = {
-        .text = e->text, .tokens = lx.tokens, .options = options, .arena = &e->arena, .err = err};
+        .text = e->text, .lexer = &lx, .options = options, .arena = &e->arena, .err = err};
     if (!parser_at_end(&p)) {
         e->root = parse_expression(&p);
         if (e->root && !parser_at_end(&p))
-            e->root = parser_fail_token(&p, "Unexpected symbol", parser_peek(&p));
+            e->root = parser_fail(&p);
         if (e->root && !tree_depth_ok(e->root, 1)) {
             error_set(err, -1, "Exceeded max expression depth %d", EXPR_MAX_DEPTH);
             e->root = NULL;
@@ -1174,7 +1187,7 @@ int expr_parse(const char *text, const struct expr_parse_options *options, struc
         if (!e->root) {
             free(lx.tokens);
             expr_free(e);
-            *stage = EXPR_STAGE_PARSING;
+            *stage = p.lexing_failed ? EXPR_STAGE_LEXING : EXPR_STAGE_PARSING;
             return -1;
         }
     }

@@ -56,8 +56,8 @@ bool expr_value_truthy(const struct expr_value *value);
 /* A function the host provides beyond the built-ins (success, always, failure, cancelled,
  * hashFiles…). The parser checks argument counts; the evaluator calls it. */
 struct expr_function {
-    const char *name; /* matched ignoring case */
-    int min_args, max_args;
+    const char *name;       /* matched ignoring case */
+    int min_args, max_args; /* max_args < 0: no upper limit */
     int (*call)(void *host, const struct expr_value *args, size_t nargs, struct expr_value *out,
                 struct error *err);
 };

@@ -509,7 +509,7 @@ static void build(struct expansion *x, const json_t *vectors, const struct token
         if (excluded(&excludes, matrix))
             continue;
         produced++;
-        cleanup_json json_t *extra = included_extra(&includes, matrix);
+        json_decref(included_extra(&includes, matrix)); /* marks the includes that match */
     }
     for (size_t i = 0; i < includes.count; i++) {
         produced += !includes.items[i].matched;

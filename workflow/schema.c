@@ -339,8 +339,54 @@ static bool scalar_matches(const struct schema_context *ctx, int d, const struct
 struct reader {
     struct schema_context *ctx;
     int file;
-    int any; /* the "any" definition */
+    int any;          /* the "any" definition */
+    bool hit_partial; /* reached the mark where the YAML reader failed */
 };
+
+/* A NULL token is the mark a partial YAML read leaves where it failed: stop there, as
+ * GitHub's reader stops at the exception. */
+static bool stop_at_mark(struct reader *r, const struct token *t)
+{
+    if (t)
+        return false;
+    r->hit_partial = true;
+    r->ctx->failed = true;
+    return true;
+}
+
+/* Whether an unfinished collection of a partial read (the mark is its last item, or
+ * inside its last item) is t. */
+static bool contains_mark(const struct token *t)
+{
+    for (int depth = 0; t && depth < 1000; depth++) {
+        if (t->type == TOKEN_SEQUENCE) {
+            if (!t->u.sequence.count)
+                return false;
+            t = t->u.sequence.items[t->u.sequence.count - 1];
+        } else if (t->type == TOKEN_MAPPING) {
+            if (!t->u.mapping.count)
+                return false;
+            const struct token_pair *last = &t->u.mapping.pairs[t->u.mapping.count - 1];
+            if (!last->key)
+                return true;
+            t = last->value;
+        } else {
+            return false;
+        }
+        if (!t)
+            return true;
+    }
+    return false;
+}
+
+/* A value GitHub skips (after an error) is still read: stop if the failure is in it. */
+static void skip_value(struct reader *r, const struct token *t)
+{
+    if (!t || contains_mark(t)) {
+        r->hit_partial = true;
+        r->ctx->failed = true;
+    }
+}
 
 static struct token *read_value(struct reader *r, int d, const char **allowed,
                                 const struct token *raw);
@@ -376,9 +422,43 @@ static const char *expression_string(struct arena *arena, const char *expr)
     return out;
 }
 
+/* The length of the white-space character at p (.NET's Char.IsWhiteSpace, which GitHub's
+ * Trim uses: ASCII space and controls, NEL, NBSP, the U+2000 block, line/paragraph
+ * separators, …), or 0. */
+static size_t space_at(const char *p, const char *end)
+{
+    const unsigned char *u = (const unsigned char *)p;
+    size_t n = (size_t)(end - p);
+    if (n == 0)
+        return 0;
+    if (*u == ' ' || (*u >= '\t' && *u <= '\r'))
+        return 1;
+    if (n >= 2 && u[0] == 0xC2 && (u[1] == 0x85 || u[1] == 0xA0))
+        return 2;
+    if (n >= 3 && u[0] == 0xE1 && u[1] == 0x9A && u[2] == 0x80) /* U+1680 */
+        return 3;
+    if (n >= 3 && u[0] == 0xE2 && u[1] == 0x80 &&
+        (u[2] <= 0x8A || u[2] == 0xA8 || u[2] == 0xA9 || u[2] == 0xAF)) /* U+2000-200A, 2028 */
+        return 3;
+    if (n >= 3 && u[0] == 0xE2 && u[1] == 0x81 && u[2] == 0x9F) /* U+205F */
+        return 3;
+    if (n >= 3 && u[0] == 0xE3 && u[1] == 0x80 && u[2] == 0x80) /* U+3000 */
+        return 3;
+    return 0;
+}
+
+/* The length of the white-space character that ends at end (see space_at), or 0. */
+static size_t space_before(const char *start, const char *end)
+{
+    for (size_t k = 1; k <= 3 && k <= (size_t)(end - start); k++)
+        if (space_at(end - k, end) == k)
+            return k;
+    return 0;
+}
+
 static bool is_space(char c)
 {
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+    return c == ' ' || (c >= '\t' && c <= '\r');
 }
 
 /* The text between ${{ and }} → an expression or insert token, or NULL with err set. */
@@ -386,19 +466,20 @@ static struct token *parse_expression(struct reader *r, const struct token *raw,
                                       size_t len, const char **allowed, struct error *err)
 {
     struct arena *arena = r->ctx->arena;
-    while (len && is_space(*value)) {
-        value++;
-        len--;
+    size_t k;
+    while ((k = space_at(value, value + len)) > 0) {
+        value += k;
+        len -= k;
     }
-    while (len && is_space(value[len - 1]))
-        len--;
+    while ((k = space_before(value, value + len)) > 0)
+        len -= k;
     if (!len) {
         error_set(err, EINVAL, "An expression was expected");
         return NULL;
     }
     char *trimmed = arena_strndup(arena, value, len);
     /* The insert directive takes no parameters. */
-    if (!strncmp(trimmed, "insert", 6) && (len == 6 || is_space(trimmed[6]))) {
+    if (!strncmp(trimmed, "insert", 6) && (len == 6 || space_at(trimmed + 6, trimmed + len))) {
         int params = 0, parens = 0;
         bool in_string = false;
         size_t start = 6;
@@ -602,30 +683,81 @@ static struct token *key_string(struct reader *r, struct token *key)
                   key);
 }
 
+/* The keys of one mapping, compared ignoring case (GitHub's OrdinalIgnoreCase set); a hash
+ * index once there are many, so a mapping with thousands of keys stays linear. */
 struct seen_keys {
     const char **keys;
     size_t count, cap;
+    size_t *index; /* slots hold position + 1; 0 = empty */
+    size_t slots;
 };
+
+static size_t key_hash(const char *s)
+{
+    size_t h = 1469598103934665603ull;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c >= 'A' && c <= 'Z')
+            c = (unsigned char)(c - 'A' + 'a');
+        h = (h ^ c) * 1099511628211ull;
+    }
+    return h;
+}
+
+static void seen_reindex(struct seen_keys *seen)
+{
+    free(seen->index);
+    seen->slots = 64;
+    while (seen->slots < seen->count * 2)
+        seen->slots *= 2;
+    seen->index = xcalloc(seen->slots, sizeof(*seen->index));
+    for (size_t i = 0; i < seen->count; i++) {
+        size_t h = key_hash(seen->keys[i]) & (seen->slots - 1);
+        while (seen->index[h])
+            h = (h + 1) & (seen->slots - 1);
+        seen->index[h] = i + 1;
+    }
+}
+
+static bool seen_has(const struct seen_keys *seen, const char *key)
+{
+    if (!seen->index) {
+        for (size_t i = 0; i < seen->count; i++)
+            if (str_eq_nocase(seen->keys[i], key))
+                return true;
+        return false;
+    }
+    for (size_t h = key_hash(key) & (seen->slots - 1); seen->index[h];
+         h = (h + 1) & (seen->slots - 1))
+        if (str_eq_nocase(seen->keys[seen->index[h] - 1], key))
+            return true;
+    return false;
+}
 
 static bool seen_add(struct seen_keys *seen, const char *key)
 {
-    for (size_t i = 0; i < seen->count; i++)
-        if (str_eq_nocase(seen->keys[i], key))
-            return false;
+    if (seen_has(seen, key))
+        return false;
     if (seen->count == seen->cap) {
         seen->cap = seen->cap ? seen->cap * 2 : 16;
         seen->keys = xrealloc(seen->keys, seen->cap * sizeof(*seen->keys));
     }
     seen->keys[seen->count++] = key;
+    if (seen->count > 16 && (!seen->index || seen->count * 2 > seen->slots))
+        seen_reindex(seen);
+    else if (seen->index) {
+        size_t h = key_hash(key) & (seen->slots - 1);
+        while (seen->index[h])
+            h = (h + 1) & (seen->slots - 1);
+        seen->index[h] = seen->count;
+    }
     return true;
 }
 
-static bool seen_has(const struct seen_keys *seen, const char *key)
+static void seen_free(struct seen_keys *seen)
 {
-    for (size_t i = 0; i < seen->count; i++)
-        if (str_eq_nocase(seen->keys[i], key))
-            return true;
-    return false;
+    free(seen->keys);
+    free(seen->index);
 }
 
 static bool is_background_property(const char *name, bool only)
@@ -729,6 +861,8 @@ static void read_mapping_known(struct reader *r, int d, const char **allowed, in
     for (size_t i = 0; i < raw->u.mapping.count && !ctx->failed; i++) {
         const struct token *raw_key = raw->u.mapping.pairs[i].key;
         const struct token *raw_value = raw->u.mapping.pairs[i].value;
+        if (stop_at_mark(r, raw_key))
+            break;
         struct token *key = parse_scalar(r, raw_key, allowed);
         if (is_expression_token(key)) {
             has_expression_key = true;
@@ -742,18 +876,21 @@ static void read_mapping_known(struct reader *r, int d, const char **allowed, in
             } else {
                 schema_context_error(ctx, key, r->file,
                                      "A template expression is not allowed in this context");
+                skip_value(r, raw_value);
             }
             continue;
         }
         key = key_string(r, key);
         if (!seen_add(&seen, key->u.string)) {
             schema_context_error(ctx, key, r->file, "'%s' is already defined", key->u.string);
+            skip_value(r, raw_value);
             continue;
         }
         const struct schema_property *prop = match_property(r, defs, &ndefs, key->u.string);
         if (prop) {
             if (!ctx->background_steps && is_background_property(key->u.string, false)) {
                 schema_context_error(ctx, key, r->file, "Unexpected value '%s'", key->u.string);
+                skip_value(r, raw_value);
                 continue;
             }
             if (!schema_context_add_bytes(ctx, key))
@@ -778,6 +915,7 @@ static void read_mapping_known(struct reader *r, int d, const char **allowed, in
             continue;
         }
         schema_context_error(ctx, key, r->file, "Unexpected value '%s'", key->u.string);
+        skip_value(r, raw_value);
     }
     if (!ctx->failed) {
         if (ndefs > 1) {
@@ -791,7 +929,7 @@ static void read_mapping_known(struct reader *r, int d, const char **allowed, in
         }
     }
     (void)d;
-    free(seen.keys);
+    seen_free(&seen);
 }
 
 static void read_mapping_loose(struct reader *r, const char **allowed, int key_def, int value_def,
@@ -803,6 +941,8 @@ static void read_mapping_loose(struct reader *r, const char **allowed, int key_d
     struct seen_keys seen = {0};
     for (size_t i = 0; i < raw->u.mapping.count && !ctx->failed; i++) {
         const struct token *raw_value = raw->u.mapping.pairs[i].value;
+        if (stop_at_mark(r, raw->u.mapping.pairs[i].key))
+            break;
         struct token *key = parse_scalar(r, raw->u.mapping.pairs[i].key, allowed);
         if (is_expression_token(key)) {
             if (allowed_any(allowed)) {
@@ -814,12 +954,14 @@ static void read_mapping_loose(struct reader *r, const char **allowed, int key_d
             } else {
                 schema_context_error(ctx, key, r->file,
                                      "A template expression is not allowed in this context");
+                skip_value(r, raw_value);
             }
             continue;
         }
         key = key_string(r, key);
         if (!seen_add(&seen, key->u.string)) {
             schema_context_error(ctx, key, r->file, "'%s' is already defined", key->u.string);
+            skip_value(r, raw_value);
             continue;
         }
         validate(r, key, key_def, key_allowed);
@@ -829,7 +971,7 @@ static void read_mapping_loose(struct reader *r, const char **allowed, int key_d
         if (value)
             token_mapping_add(ctx->arena, out, key, value);
     }
-    free(seen.keys);
+    seen_free(&seen);
 }
 
 enum { SCHEMA_MAX_CANDIDATES = 64 };
@@ -838,7 +980,7 @@ static struct token *read_value(struct reader *r, int d, const char **allowed,
                                 const struct token *raw)
 {
     struct schema_context *ctx = r->ctx;
-    if (ctx->failed)
+    if (ctx->failed || stop_at_mark(r, raw))
         return NULL;
     if (token_is_scalar(raw)) {
         struct token *scalar = parse_scalar(r, raw, allowed);
@@ -862,6 +1004,7 @@ static struct token *read_value(struct reader *r, int d, const char **allowed,
             }
         } else {
             schema_context_error(ctx, seq, r->file, "A sequence was not expected");
+            skip_value(r, raw);
         }
         return ctx->failed ? NULL : seq;
     }
@@ -871,7 +1014,8 @@ static struct token *read_value(struct reader *r, int d, const char **allowed,
     int n = defs_of_kind(ctx, d, SCHEMA_MAPPING, defs, SCHEMA_MAX_CANDIDATES);
     if (n == 0) {
         schema_context_error(ctx, map, r->file, "A mapping was not expected");
-        return map;
+        skip_value(r, raw);
+        return ctx->failed ? NULL : map;
     }
     const struct schema_definition *first = def_at(ctx, defs[0]);
     if (n > 1 || first->nproperties > 0 || first->loose_key_type < 0)
@@ -881,8 +1025,8 @@ static struct token *read_value(struct reader *r, int d, const char **allowed,
     return ctx->failed ? NULL : map;
 }
 
-struct token *schema_read(struct schema_context *ctx, const char *type, const struct token *raw,
-                          int file)
+static struct token *read_root(struct schema_context *ctx, const char *type,
+                               const struct token *raw, int file, bool *hit_partial)
 {
     int d = schema_find(ctx->schema, type);
     if (d < 0) {
@@ -895,7 +1039,16 @@ struct token *schema_read(struct schema_context *ctx, const char *type, const st
     const char **allowed = allowed_extend(ctx, NULL, def_at(ctx, d));
     if (!allowed)
         allowed = schema_allowed_context(ctx, NULL, 0);
-    return read_value(&r, d, allowed, raw);
+    struct token *t = read_value(&r, d, allowed, raw);
+    if (hit_partial)
+        *hit_partial = r.hit_partial;
+    return t;
+}
+
+struct token *schema_read(struct schema_context *ctx, const char *type, const struct token *raw,
+                          int file)
+{
+    return read_root(ctx, type, raw, file, NULL);
 }
 
 static struct token *read_file(struct schema_context *ctx, const char *root, const char *file_name,
@@ -905,13 +1058,20 @@ static struct token *read_file(struct schema_context *ctx, const char *root, con
     struct yaml_reader_options opts = options ? *options : (struct yaml_reader_options){0};
     opts.file_name = file_name;
     opts.file = schema_context_add_file(ctx, file_name);
+    opts.partial = true;
     struct token *raw = NULL;
     struct error err = {0};
-    if (yaml_reader_load(ctx->arena, text, len, &opts, &raw, &err) < 0) {
+    if (yaml_reader_load(ctx->arena, text, len, &opts, &raw, &err) == 0)
+        return schema_read(ctx, root, raw, opts.file);
+    /* GitHub reads as it parses: what came before the failure is checked (and its errors
+     * reported) first, then the failure; unless a limit stopped the read before it. */
+    bool hit_partial = false;
+    if (raw)
+        read_root(ctx, root, raw, opts.file, &hit_partial);
+    if (!ctx->failed || hit_partial)
         schema_context_add_error(ctx, opts.file, &err);
-        return NULL;
-    }
-    return schema_read(ctx, root, raw, opts.file);
+    ctx->failed = true;
+    return NULL;
 }
 
 struct token *schema_read_workflow(struct schema_context *ctx, const char *file_name,

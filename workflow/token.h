@@ -71,8 +71,9 @@ struct token *token_clone(struct arena *arena, const struct token *t);
 bool token_is_scalar(const struct token *t);
 bool token_is_literal(const struct token *t); /* string, boolean, number or null */
 const char *token_type_name(enum token_type type);
-/* A number as GitHub writes it in messages and string coercion: the shortest text that reads
- * back as the same double, "1E+21" style exponents, "NaN", "Infinity", "-Infinity". */
+/* A number as GitHub's template tokens write it (messages, a number read where a string is
+ * expected): .NET's "G15" - 15 significant digits, "1E+21"/"1E-05" exponents - and "NaN",
+ * "Infinity", "-Infinity". */
 void token_number_format(double n, char *out, size_t size);
 /* The scalar as text, as GitHub's ToString: the literal, "true"/"false", the number, "" for
  * null, "${{ expr }}" for expressions. Borrowed or allocated in arena. */
@@ -80,11 +81,13 @@ const char *token_to_display_string(struct arena *arena, const struct token *t);
 
 /* JSON encoding. Writing: bare JSON for string/boolean/number/null tokens without a
  * position, objects otherwise; mapping pairs as "key"/"value" (job messages) or
- * "Key"/"Value" (the corpus's spelling) as pair_case says; insert written with "directive"
- * (job messages) or "expr" (corpus) likewise. Reading accepts every form and any case. */
+ * "Key"/"Value" (the corpus's spelling) as the style says; insert is written
+ * {"type":4,"directive":"insert"} in both (the corpus's expected files use "directive",
+ * though its README says "expr"). Reading accepts every form ("directive" or "expr") and
+ * any case. */
 enum token_json_style {
-    TOKEN_JSON_JOB_MESSAGE, /* "key"/"value", "directive": "insert" */
-    TOKEN_JSON_CORPUS,      /* "Key"/"Value", "expr": "insert" */
+    TOKEN_JSON_JOB_MESSAGE, /* "key"/"value" */
+    TOKEN_JSON_CORPUS,      /* "Key"/"Value" */
 };
 /* NaN and +-Infinity numbers are written as the strings "NaN", "Infinity", "-Infinity" (as
  * Newtonsoft does) and read back from them in "num". */

@@ -83,9 +83,10 @@ static void throw(struct converter * c, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    cleanup_free char *message = xvasprintf(fmt, ap);
+    char *message = xvasprintf(fmt, ap);
     va_end(ap);
     workflow_context_add_error(c->ctx, message);
+    free(message); /* longjmp skips cleanup handlers */
     longjmp(c->thrown, 1);
 }
 
@@ -355,7 +356,7 @@ static void check_container(struct converter *c, const struct token *t, bool ser
         {
             const struct token *key = as_string(c, KEY(t, i), "container key");
             const struct token *value = VALUE(t, i);
-            cleanup_free char *what = xasprintf("container %s", key->u.string);
+            char *what = arena_printf(c->ctx->schema->arena, "container %s", key->u.string);
             const char *name = key->u.string;
             if (strcmp(name, "image") == 0 || strcmp(name, "options") == 0) {
                 const char *s = as_string(c, value, what)->u.string;
@@ -365,9 +366,9 @@ static void check_container(struct converter *c, const struct token *t, bool ser
                 as_mapping(c, value, what);
                 FOR_PAIRS(value, k)
                 {
-                    cleanup_free char *item =
-                        xasprintf("container env %s",
-                                  token_to_display_string(c->ctx->schema->arena, KEY(value, k)));
+                    char *item =
+                        arena_printf(c->ctx->schema->arena, "container env %s",
+                                     token_to_display_string(c->ctx->schema->arena, KEY(value, k)));
                     as_string(c, VALUE(value, k), item);
                 }
             } else if (strcmp(name, "entrypoint") == 0 || strcmp(name, "command") == 0) {
@@ -379,9 +380,8 @@ static void check_container(struct converter *c, const struct token *t, bool ser
                 as_sequence(c, value, what);
                 for (size_t k = 0; k < value->u.sequence.count; k++) {
                     const struct token *item = value->u.sequence.items[k];
-                    cleanup_free char *w =
-                        xasprintf("container %s %s", name,
-                                  token_to_display_string(c->ctx->schema->arena, item));
+                    char *w = arena_printf(c->ctx->schema->arena, "container %s %s", name,
+                                           token_to_display_string(c->ctx->schema->arena, item));
                     as_string(c, item, w);
                 }
             } else if (strcmp(name, "credentials") == 0) {
@@ -392,7 +392,8 @@ static void check_container(struct converter *c, const struct token *t, bool ser
                     if (key_is(ck, "username") || key_is(ck, "password")) {
                         as_string(c, VALUE(value, k), ck->u.string);
                     } else {
-                        cleanup_free char *w = xasprintf("credentials key %s", ck->u.string);
+                        char *w =
+                            arena_printf(c->ctx->schema->arena, "credentials key %s", ck->u.string);
                         unexpected_value(c, ck, w);
                     }
                 }
@@ -818,7 +819,7 @@ static void convert_job_property(struct converter *c, const struct token *key, s
         job->strategy = value;
     } else if (strcmp(name, "timeout-minutes") == 0 ||
                strcmp(name, "cancel-timeout-minutes") == 0) {
-        cleanup_free char *what = xasprintf("job %s", name);
+        char *what = arena_printf(c->ctx->schema->arena, "job %s", name);
         if (!is_expression(value))
             as_number(c, value, what);
         struct token *scalar = is_scalar(value) ? value : NULL;
@@ -971,7 +972,7 @@ static void collect_input_types(struct converter *c, const struct token *on,
         const struct token *spec = VALUE(inputs, i);
         const char *type = "string";
         if (spec->type != TOKEN_NULL) {
-            cleanup_free char *what = xasprintf("input %s", name);
+            char *what = arena_printf(c->ctx->schema->arena, "input %s", name);
             as_mapping(c, spec, what);
             FOR_PAIRS(spec, k)
             if (str_eq_nocase(str_of(KEY(spec, k)), "type") && VALUE(spec, k)->type == TOKEN_STRING)
@@ -1148,12 +1149,12 @@ static void validate_inputs(struct converter *c, struct workflow_job *job)
         FOR_PAIRS(defs, i)
         {
             const char *key = as_string(c, KEY(defs, i), "inputs key")->u.string;
-            cleanup_free char *what = xasprintf("input %s", key);
+            char *what = arena_printf(c->ctx->schema->arena, "input %s", key);
             const struct token *spec = as_mapping(c, VALUE(defs, i), what);
             const struct token *type_token = lookup_nocase(spec, "type");
             if (!type_token)
                 throw(c, "The given key 'type' was not present in the dictionary.");
-            cleanup_free char *type_what = xasprintf("inputs %s type", key);
+            char *type_what = arena_printf(c->ctx->schema->arena, "inputs %s type", key);
             const char *type = as_string(c, type_token, type_what)->u.string;
             const struct token *def = lookup_nocase(spec, "default");
             if (def)
@@ -1187,7 +1188,7 @@ static void validate_secrets(struct converter *c, struct workflow_job *job)
             const char *key = as_string(c, KEY(defs, i), "secrets key")->u.string;
             if (VALUE(defs, i)->type == TOKEN_NULL)
                 continue;
-            cleanup_free char *what = xasprintf("secret %s", key);
+            char *what = arena_printf(c->ctx->schema->arena, "secret %s", key);
             const struct token *spec = as_mapping(c, VALUE(defs, i), what);
             if (lookup_nocase(values, key))
                 continue;
@@ -1325,6 +1326,17 @@ static int max_depth(const struct workflow_options *o)
                                       : o->max_nested_depth;
 }
 
+/* GitHub counts distinct files read; a file read again costs nothing. */
+static bool file_limit_reached(const struct workflow_context *ctx, const char *ref)
+{
+    const struct schema_context *schema = ctx->schema;
+    for (size_t i = 0; i < schema->nfiles; i++)
+        if (str_eq_nocase(schema->files[i], ref))
+            return false;
+    int max = ctx->options->max_files > 0 ? ctx->options->max_files : WORKFLOW_MAX_FILES;
+    return schema->nfiles + 1 > (size_t)max;
+}
+
 static void load_recursive(struct converter *c, struct workflow_job *job, int depth)
 {
     struct workflow_context *ctx = c->ctx;
@@ -1333,7 +1345,12 @@ static void load_recursive(struct converter *c, struct workflow_job *job, int de
         throw(c, "Nested reusable workflow depth exceeded %d.", max_depth(o));
     size_t first = ctx->schema->nerrors;
     bool found = true;
-    struct token *root = o->load(o->load_data, ctx, str_of(job->ref), &found);
+    struct token *root = NULL;
+    if (file_limit_reached(ctx, str_of(job->ref)))
+        workflow_context_error(ctx, NULL, "The maximum file count of %d has been exceeded",
+                               o->max_files > 0 ? o->max_files : WORKFLOW_MAX_FILES);
+    else
+        root = o->load(o->load_data, ctx, str_of(job->ref), &found);
     if (!found && ctx->schema->nerrors == first)
         workflow_context_error(ctx, job->ref, "Unable to find reusable workflow");
     if (ctx->schema->nerrors == first && root) {

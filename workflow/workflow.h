@@ -21,6 +21,7 @@ enum {
     WORKFLOW_MAX_ERRORS = 10,
     WORKFLOW_MAX_ERROR_LENGTH = 500,
     WORKFLOW_MAX_NESTED_REUSABLE_DEPTH = 4, /* GitHub's default */
+    WORKFLOW_MAX_FILES = 51,                /* the workflow and 50 called workflows */
 };
 
 /* The GITHUB_TOKEN scopes, in GitHub's order. */
@@ -124,6 +125,7 @@ struct workflow_options {
     const char *permissions_policy;
     int max_job_limit;      /* jobs across all files; 0 = no limit */
     int max_nested_depth;   /* reusable workflow nesting; 0 = GitHub's 4; <0 = none allowed */
+    int max_files;          /* files read, the workflow included; 0 = GitHub's 51 */
     bool skip_reusable;     /* do not load called workflows */
     workflow_load_fn *load; /* NULL: reusable workflows are not loaded */
     void *load_data;

@@ -27,12 +27,20 @@ struct yaml_reader_options {
     size_t max_nodes;      /* 0 = YAML_READER_MAX_NODES */
     size_t max_file_size;  /* 0 = YAML_READER_MAX_FILE_SIZE */
     bool no_anchors;       /* refuse anchors, as GitHub did before August 2025 */
+    /* On failure, leave in *out what was read before it, so that the schema can report
+     * the problems before the failure first, as GitHub's streaming reader does. The place
+     * of the failure is marked with NULL: a NULL last sequence item, a last mapping pair
+     * whose value is NULL (the key was read) or whose key and value are NULL; the
+     * collections around it are unfinished. A failure after a complete document (a second
+     * document) leaves the complete tree with no mark. */
+    bool partial;
 };
 
 /* Reads one YAML document into *out (tokens allocated in arena; an alias's tokens are shared
  * with its anchor, so treat the tree as read-only). Merge keys (<<) are not special (YAML 1.2
  * has none): "<<" is an ordinary key, which the schema then refuses as GitHub does.
- * On failure returns negative with err set: message worded as GitHub's reader words it,
+ * On failure returns negative with err set (and *out NULL unless options->partial): message
+ * worded as GitHub's reader words it,
  * err->where = file_name, err->line/col set only for syntax errors (GitHub's own reader
  * messages carry the position in their text, "on line 4 and column 14"). */
 int yaml_reader_load(struct arena *arena, const char *text, size_t len,

@@ -205,6 +205,12 @@ Test(expr, syntax_errors_say_where)
                  "expression: contains('a')");
     assert_fails("format('a',)", EXPR_STAGE_PARSING,
                  "Unexpected symbol: ')'. Located at position 12 within expression: format('a',)");
+    /* tokens are read as the parser needs them (as GitHub's C# parser): the first error wins */
+    assert_fails(
+        "foo == 'open", EXPR_STAGE_PARSING,
+        "Unrecognized named-value: 'foo'. Located at position 1 within expression: foo == 'open");
+    assert_fails("1 2 'open", EXPR_STAGE_PARSING,
+                 "Unexpected symbol: '2'. Located at position 3 within expression: 1 2 'open");
     /* positions count characters (UTF-16 units), not bytes, across lines */
     assert_fails(
         "'é' ==\n x", EXPR_STAGE_PARSING,
@@ -240,6 +246,9 @@ Test(expr, depth_limit_is_fifty)
     /* a long chain of || is one node, not a deep one */
     cleanup_free char *chain = nested("0 || ", "1", "", 200);
     assert_eval(chain, "1");
+    /* parentheses make no node in GitHub's tree, so they do not count */
+    cleanup_free char *grouped = nested("(", "1", ")", 60);
+    assert_eval(grouped, "1");
     /* nesting that would exhaust the stack is refused, not crashed on */
     cleanup_free char *parens = nested("(", "1", ")", 100000 / 2);
     struct error e = {0};

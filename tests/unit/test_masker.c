@@ -19,6 +19,8 @@ static void teardown(void)
     masker_free(masker);
 }
 
+/* Criterion's suite macro, unknown to cppcheck */
+// cppcheck-suppress unknownMacro
 TestSuite(masker, .init = setup, .fini = teardown);
 
 static void add(const char *value)
@@ -311,4 +313,64 @@ Test(masker, value_added_later_is_masked_from_then_on)
     assert_masks("first-secret second-secret", "*** second-secret");
     add("second-secret");
     assert_masks("first-secret second-secret", "*** ***");
+    /* shorter values change how the text is sampled: everything must still be found */
+    add("tiny");
+    assert_masks("first-secret tiny second-secret", "*** *** ***");
+    add("ab");
+    assert_masks("first-secret tiny second-secret ab", "*** *** *** ***");
+}
+
+/* A slow reference: every occurrence of every registered form found with memmem, merged. */
+static char *reference_mask(const char *const *forms, size_t form_count, const char *text)
+{
+    size_t len = strlen(text);
+    char *covered = calloc(len + 1, 1); /* inside an occurrence */
+    for (size_t f = 0; f < form_count; f++) {
+        size_t flen = strlen(forms[f]);
+        for (const char *p = text; (p = memmem(p, len - (size_t)(p - text), forms[f], flen)); p++) {
+            size_t start = (size_t)(p - text);
+            memset(covered + start, 1, flen);
+        }
+    }
+    struct buf out = BUF_INIT;
+    for (size_t i = 0; i < len; i++) {
+        if (!covered[i])
+            buf_putc(&out, text[i]);
+        else if (i == 0 || !covered[i - 1])
+            buf_puts(&out, "***");
+    }
+    free(covered);
+    return buf_steal(&out);
+}
+
+Test(masker, agrees_with_a_naive_search)
+{
+    unsigned seed = 777;
+    const char alphabet[] = "abcd-_";
+    for (int round = 0; round < 300; round++) {
+        masker_free(masker);
+        masker = masker_new();
+        char values[6][16];
+        const char *forms[6];
+        for (int v = 0; v < 6; v++) {
+            size_t n = 1 + (size_t)(rand_r(&seed) % 12);
+            for (size_t i = 0; i < n; i++)
+                values[v][i] = alphabet[rand_r(&seed) % 6];
+            values[v][n] = '\0';
+            forms[v] = values[v];
+            masker_add_value(masker, values[v], n);
+        }
+        /* in this alphabet only the raw values occur (the encoded forms have other
+         * characters, or equal the value) */
+        char text[300];
+        size_t len = (size_t)(rand_r(&seed) % 299);
+        for (size_t i = 0; i < len; i++)
+            text[i] = alphabet[rand_r(&seed) % 6];
+        text[len] = '\0';
+        char *got = mask(text);
+        char *expected = reference_mask(forms, 6, text);
+        cr_assert_str_eq(got, expected, "text \"%s\"", text);
+        free(got);
+        free(expected);
+    }
 }

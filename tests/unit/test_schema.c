@@ -50,7 +50,8 @@ static const char *const BASIC = "on: push\n"
                                  "        env:\n"
                                  "          A: ${{ github.sha }}\n"
                                  "          B: ${{ 'a {{ literal }}' }}\n"
-                                 "          C: 12\n";
+                                 "          C: 12\n"
+                                 "          D: ${{ github.ref\xc2\xa0}}\n";
 
 Test(schema, tables_are_sorted_and_complete)
 {
@@ -95,6 +96,8 @@ Test(schema, expressions_become_tokens_as_github_compiles_them)
     struct token *c = token_mapping_get(env, "C", false);
     cr_assert_eq(c->type, TOKEN_STRING);
     cr_assert_str_eq(c->u.string, "12");
+    /* Trimmed as .NET trims: a no-break space is white space. */
+    cr_assert_str_eq(token_mapping_get(env, "D", false)->u.expression, "github.ref");
     cr_assert_eq(token_mapping_get(t, "on", false)->type, TOKEN_STRING);
     teardown();
 }
@@ -240,7 +243,7 @@ Test(schema, yaml_errors_and_limits_are_reported_once)
 {
     setup();
     struct yaml_reader_options o = {.max_depth = 3};
-    const char *text = "on: push\njobs:\n  a:\n    b: [1]\n";
+    const char *text = "on: push\njobs:\n  a:\n    runs-on: [x]\n";
     cr_assert_null(schema_read_workflow(&ctx, "w.yml", text, strlen(text), &o));
     ASSERT_ERRORS("w.yml: Maximum object depth exceeded");
     struct error err = {0};
@@ -369,5 +372,99 @@ Test(schema, if_condition_is_wrapped_and_defaults)
     s = token_new_expression(&arena, "always()");
     t = schema_if_condition(&ctx, s, "step-if");
     cr_assert_str_eq(t->u.expression, "always()");
+    s = token_new_string(&arena, "github.ref == 'refs/heads/main' ");
+    token_set_position(s, 1, 4, 9);
+    t = schema_if_condition(&ctx, s, "job-if");
+    cr_assert_str_eq(t->u.expression, "success() && (github.ref == 'refs/heads/main')");
+    cr_assert_eq(t->line, 4);
+    t = schema_if_condition(&ctx, token_new_string(&arena, "!cancelled() && needs.a.result"),
+                            "job-if");
+    cr_assert_str_eq(t->u.expression, "!cancelled() && needs.a.result");
+    /* Contexts are the definition's: steps exist for steps, not for jobs. */
+    cr_assert_not_null(
+        schema_if_condition(&ctx, token_new_string(&arena, "steps.a.outputs.x"), "step-if"));
+    cr_assert_null(
+        schema_if_condition(&ctx, s = token_new_string(&arena, "steps.a.outputs.x"), "job-if"));
+    cr_assert_eq(ctx.nerrors, 1);
+    cr_assert(strstr(ctx.errors[0].message, "Unrecognized named-value: 'steps'"), "%s",
+              ctx.errors[0].message);
+    cr_assert_null(schema_if_condition(&ctx, token_new_string(&arena, "hashFiles('x')"), "job-if"));
+    cr_assert(strstr(ctx.errors[1].message, "Unrecognized function: 'hashFiles'"), "%s",
+              ctx.errors[1].message);
+    teardown();
+}
+
+Test(schema, merge_keys_are_refused_as_github_refuses_them)
+{
+    setup();
+    /* YAML 1.2 has no merge keys: "<<" is a key like any other, which the schema refuses. */
+    read_workflow("on: push\n"
+                  "x: &base\n"
+                  "  runs-on: a\n"
+                  "jobs:\n"
+                  "  build:\n"
+                  "    <<: *base\n"
+                  "    steps:\n"
+                  "      - run: x\n"
+                  "        env:\n"
+                  "          <<: *base\n");
+    ASSERT_ERRORS(".github/workflows/w.yml (Line: 2, Col: 1): Unexpected value 'x'",
+                  ".github/workflows/w.yml (Line: 6, Col: 5): Unexpected value '<<'",
+                  ".github/workflows/w.yml (Line: 2, Col: 4): A mapping was not expected",
+                  ".github/workflows/w.yml (Line: 6, Col: 5): Required property is missing: "
+                  "runs-on");
+    teardown();
+}
+
+Test(schema, errors_before_a_yaml_failure_come_first)
+{
+    setup();
+    /* As GitHub reads while it parses: what precedes the failure is checked, what follows
+     * is not, and the unfinished mappings are not checked for required properties. */
+    read_workflow("on: push\n"
+                  "foo: 1\n"
+                  "jobs:\n"
+                  "  build:\n"
+                  "    timeout-minutes: !!int \"5\"\n"
+                  "    bar: 2\n");
+    ASSERT_ERRORS(".github/workflows/w.yml (Line: 2, Col: 1): Unexpected value 'foo'",
+                  ".github/workflows/w.yml: The scalar style 'DoubleQuoted' on line 5 and column "
+                  "22 is not valid with the tag 'tag:yaml.org,2002:int'");
+    schema_context_free(&ctx);
+    schema_context_init(&ctx, &arena, &schema_workflow);
+    /* A failure inside a value that is skipped (an unknown key's) still stops there. */
+    read_workflow("on: push\n"
+                  "jobs:\n"
+                  "  build:\n"
+                  "    runs-on: x\n"
+                  "    bogus:\n"
+                  "      - [a, *nope]\n");
+    ASSERT_ERRORS(".github/workflows/w.yml (Line: 5, Col: 5): Unexpected value 'bogus'",
+                  ".github/workflows/w.yml: Unknown anchor 'nope'");
+    schema_context_free(&ctx);
+    schema_context_init(&ctx, &arena, &schema_workflow);
+    /* A second document fails after the whole first one is checked. */
+    read_workflow("on: push\n"
+                  "foo: 1\n"
+                  "jobs: {a: {runs-on: x}}\n"
+                  "---\n"
+                  "b: 1\n");
+    ASSERT_ERRORS(".github/workflows/w.yml (Line: 2, Col: 1): Unexpected value 'foo'",
+                  ".github/workflows/w.yml: Expected stream end parse event");
+    teardown();
+}
+
+Test(schema, duplicates_in_large_mappings)
+{
+    setup();
+    struct buf text = BUF_INIT;
+    buf_puts(&text, "on: push\njobs:\n  a:\n    runs-on: x\n    env:\n");
+    for (int i = 0; i < 100; i++)
+        buf_printf(&text, "      Key%d: v\n", i);
+    buf_puts(&text, "      KEY42: again\n      key99: again\n      key100: new\n");
+    read_workflow(text.data);
+    buf_free(&text);
+    ASSERT_ERRORS(".github/workflows/w.yml (Line: 106, Col: 7): 'KEY42' is already defined",
+                  ".github/workflows/w.yml (Line: 107, Col: 7): 'key99' is already defined");
     teardown();
 }

@@ -29,6 +29,8 @@ static void teardown(void)
     buf_free(&logs);
 }
 
+/* Criterion's suite macro, unknown to cppcheck */
+// cppcheck-suppress unknownMacro
 TestSuite(step_commands, .init = setup, .fini = teardown);
 
 static void reopen(void)
@@ -464,4 +466,53 @@ Test(step_commands, matchers)
     cr_assert_str_eq(logs.data, "##[warning]Either an owner name or a file path must be "
                                 "specified in ##[remove-matcher] command.");
     cr_assert_eq(count_kind(r, STEP_ACTION_REMOVE_MATCHER), 0);
+}
+
+Test(step_commands, debug_messages_of_stop_echo_and_notice)
+{
+    options.debug = true;
+    reopen();
+    run("::stop-commands::tok-abcdefg");
+    cr_assert_str_eq(logs.data, "::stop-commands::tok-abcdefg\n"
+                                "##[debug]Paused processing commands until the token you called "
+                                "::stopCommands:: with is received");
+    run("::warning::ignored");
+    cr_assert_str_eq(logs.data, "##[debug]Process commands has been stopped and waiting for "
+                                "'##[tok-abcdefg]' to resume.\n::warning::ignored");
+    run("::tok-abcdefg::");
+    cr_assert_str_eq(logs.data, "::tok-abcdefg::\n##[debug]Resume processing commands");
+    run("::echo::on");
+    cr_assert_str_eq(logs.data, "##[debug]Setting echo command value to 'on'");
+    run("::echo::off");
+    cr_assert_str_eq(logs.data, "::echo::off\n##[debug]Setting echo command value to 'off'");
+    options.enhanced_annotations = false;
+    reopen();
+    run("::notice::n");
+    cr_assert_str_eq(logs.data, "##[debug]Enhanced Annotations not enabled on the server: "
+                                "'notice' command will not be processed.\n::notice::n");
+    run("::error title=t::e");
+    cr_assert_str_eq(logs.data, "##[debug]Enhanced Annotations not enabled on the server. The "
+                                "'title', 'end_line', and 'end_column' fields are unsupported.\n"
+                                "##[error]e");
+}
+
+Test(step_commands, stop_token_message_text)
+{
+    struct step_command_result r = run("::stop-commands::");
+    cr_assert_str_eq(
+        find(r, STEP_ACTION_ANNOTATION)->annotation.message,
+        "You cannot use a endToken that is an empty string, the string 'pause-logging', or "
+        "another workflow command. For more information see: "
+        "https://docs.github.com/actions/learn-github-actions/"
+        "workflow-commands-for-github-actions#example-stopping-and-starting-workflow-commands or "
+        "opt into insecure command execution by setting the "
+        "`ACTIONS_ALLOW_UNSECURE_STOPCOMMAND_TOKENS` environment variable to `true`.");
+    cr_assert_str_eq(logs.data, "##[error]You cannot use a endToken that is an empty string, the "
+                                "string 'pause-logging', or another workflow command. For more "
+                                "information see: https://docs.github.com/actions/"
+                                "learn-github-actions/workflow-commands-for-github-actions"
+                                "#example-stopping-and-starting-workflow-commands or opt into "
+                                "insecure command execution by setting the "
+                                "`ACTIONS_ALLOW_UNSECURE_STOPCOMMAND_TOKENS` environment "
+                                "variable to `true`.");
 }

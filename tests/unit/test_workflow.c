@@ -283,3 +283,42 @@ Test(workflow, a_missing_called_workflow_is_an_error)
     cr_assert_str_eq(errors, ".github/workflows/w.yml (Line: 4, Col: 11): Unable to find reusable "
                              "workflow\n");
 }
+
+Test(workflow, the_file_count_is_limited)
+{
+    options.load = load_called;
+    options.max_files = 1;
+    called_text = "on: workflow_call\njobs:\n  inner:\n    runs-on: x\n    steps: [{run: a}]\n";
+    struct workflow_template *t = convert("on: push\n"
+                                          "jobs:\n"
+                                          "  call:\n"
+                                          "    uses: o/r/.github/workflows/deploy.yml@v1\n");
+    cr_assert_null(t);
+    cleanup_free char *errors = errors_text();
+    cr_assert_str_eq(errors, "In .github/workflows/w.yml (Line: 4, Col: 11): Error from called "
+                             "workflow o/r/.github/workflows/deploy.yml@v1: The maximum file count "
+                             "of 1 has been exceeded\n");
+}
+
+Test(workflow, events_are_modelled_as_githubs_typescript_parser)
+{
+    struct token *root =
+        read_yaml(".github/workflows/w.yml", "on:\n"
+                                             "  push:\n"
+                                             "    branches: main\n"
+                                             "    paths-ignore: [docs/**]\n"
+                                             "  workflow_dispatch:\n"
+                                             "    inputs:\n"
+                                             "      level: {type: choice, default: info}\n"
+                                             "jobs:\n"
+                                             "  a: {runs-on: x, steps: [{run: a}]}\n");
+    json_t *events = workflow_events_to_json(&ctx, token_mapping_get(root, "on", false));
+    cleanup_free char *text = json_dumps(events, JSON_COMPACT);
+    cr_assert_str_eq(text, "{\"push\":{\"branches\":[\"main\"],\"paths-ignore\":[\"docs/**\"]},"
+                           "\"workflow_dispatch\":{\"inputs\":{\"level\":{\"type\":\"choice\","
+                           "\"default\":\"info\"}}}}");
+    cleanup_free char *errors = errors_text();
+    cr_assert_str_eq(errors, ".github/workflows/w.yml (Line: 7, Col: 14): Missing 'options' for "
+                             "choice input\n");
+    json_decref(events);
+}

@@ -1,5 +1,7 @@
 #include "workflow/yaml_reader.h"
 
+#include "lib/buf.h"
+
 #include <criterion/criterion.h>
 #include <math.h>
 #include <string.h>
@@ -245,5 +247,45 @@ Test(yaml_reader, complex_keys_are_refused)
 {
     setup();
     cr_assert_str_eq(load_error("? [a, b]\n: c\n"), "Expected mapping end");
+    teardown();
+}
+
+Test(yaml_reader, partial_reads_mark_the_failure)
+{
+    setup();
+    struct yaml_reader_options o = {.file_name = "w.yml", .partial = true};
+    struct token *t = NULL;
+    const char *text = "a: 1\nb:\n  - x\n  - c: !!int \"2\"\n";
+    cr_assert_lt(yaml_reader_load(&arena, text, strlen(text), &o, &t, &err), 0);
+    cr_assert_not_null(t);
+    cr_assert_eq(t->u.mapping.count, 2);
+    struct token *b = t->u.mapping.pairs[1].value;
+    cr_assert_eq(b->type, TOKEN_SEQUENCE);
+    cr_assert_eq(b->u.sequence.count, 2);
+    struct token *c = b->u.sequence.items[1];
+    cr_assert_eq(c->u.mapping.count, 1);
+    cr_assert_str_eq(c->u.mapping.pairs[0].key->u.string, "c");
+    cr_assert_null(c->u.mapping.pairs[0].value);
+    /* Without the option nothing is returned. */
+    o.partial = false;
+    cr_assert_lt(yaml_reader_load(&arena, text, strlen(text), &o, &t, &err), 0);
+    cr_assert_null(t);
+    teardown();
+}
+
+Test(yaml_reader, many_anchors_and_redefinitions)
+{
+    setup();
+    struct buf text = BUF_INIT;
+    for (int i = 0; i < 500; i++)
+        buf_printf(&text, "a%d: &x%d v%d\n", i, i, i);
+    buf_puts(&text, "r: &x7 redefined\n");
+    for (int i = 0; i < 500; i++)
+        buf_printf(&text, "b%d: *x%d\n", i, i);
+    struct token *t = load(text.data);
+    buf_free(&text);
+    cr_assert_str_eq(token_mapping_get(t, "b499", false)->u.string, "v499");
+    cr_assert_str_eq(token_mapping_get(t, "b7", false)->u.string, "redefined");
+    cr_assert_str_eq(token_mapping_get(t, "a7", false)->u.string, "v7");
     teardown();
 }
