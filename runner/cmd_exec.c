@@ -35,6 +35,10 @@ const struct cli_option command_exec_options[] = {
     {"work", 0, true, false, false, "DIR", "jobs' work folders (default: ~/.cache/harrier/work)"},
     {"var-file", 0, true, false, false, "FILE", "configuration variables from a K=V file"},
     {"verbose", 'v', false, false, false, NULL, "show each step's script and debug lines"},
+    {"actions-url", 0, true, false, false, "URL", "where actions come from ({owner} {repo} {ref})"},
+    {"node", 0, true, false, false, "PATH", "node for JavaScript actions (default: on PATH)"},
+    {"offline", 0, false, false, false, NULL, "use only the action cache"},
+    {"no-checkout-copy", 0, false, false, false, NULL, "never copy the tree for actions/checkout"},
     {0},
 };
 
@@ -43,6 +47,12 @@ const struct cli_option command_worker_options[] = {
     {"work", 0, true, false, false, "DIR", "the work folder (default: ./_work)"},
     {"name", 0, true, false, false, "NAME", "the runner's name (runner.name)"},
     {"sandbox", 0, true, false, false, "LEVEL", "none, process (default) or strict"},
+    {"actions-cache", 0, true, false, false, "DIR", "the action cache (default: WORK/_actions)"},
+    {"checkout", 0, true, false, false, "DIR", "the local checkout (for actions/checkout)"},
+    {"actions-url", 0, true, false, false, "URL", "where actions come from ({owner} {repo} {ref})"},
+    {"node", 0, true, false, false, "PATH", "node for JavaScript actions (default: on PATH)"},
+    {"offline", 0, false, false, false, NULL, "use only the action cache"},
+    {"no-checkout-copy", 0, false, false, false, NULL, "never copy the tree for actions/checkout"},
     {0},
 };
 
@@ -120,6 +130,10 @@ int command_exec(const struct cli_command *cmd, struct cli_args *args)
         .logs_dir = cli_get(cmd, args, "logs-dir"),
         .messages_dir = cli_get(cmd, args, "messages-dir"),
         .work_dir = cli_get(cmd, args, "work"),
+        .actions_url = cli_get(cmd, args, "actions-url"),
+        .node = cli_get(cmd, args, "node"),
+        .offline = cli_flag(cmd, args, "offline"),
+        .no_checkout_copy = cli_flag(cmd, args, "no-checkout-copy"),
         .color = isatty(STDOUT_FILENO) && !getenv("NO_COLOR"),
     };
     int rc = add_file(cmd, cli_get(cmd, args, "secret-file"), secrets);
@@ -195,6 +209,12 @@ int command_worker(const struct cli_command *cmd, struct cli_args *args)
         .work_root = cli_get(cmd, args, "work") ? cli_get(cmd, args, "work") : "_work",
         .runner_name = cli_get(cmd, args, "name"),
         .events_fd = STDOUT_FILENO,
+        .actions_cache = cli_get(cmd, args, "actions-cache"),
+        .checkout_dir = cli_get(cmd, args, "checkout"),
+        .actions_url = cli_get(cmd, args, "actions-url"),
+        .node = cli_get(cmd, args, "node"),
+        .offline = cli_flag(cmd, args, "offline"),
+        .no_checkout_copy = cli_flag(cmd, args, "no-checkout-copy"),
     };
     if (command_sandbox_level(cmd, cli_get(cmd, args, "sandbox"), &options.sandbox_level,
                               &options.sandbox_fallback) < 0) {

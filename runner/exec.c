@@ -80,6 +80,7 @@ struct exec_state {
     int running, max_jobs;
     bool cancel, any_failed, closing;
     char *run_id, *run_dir;
+    char *actions_cache; /* <work>/_actions: downloaded actions, shared by runs */
     uv_signal_t sigint, sigterm;
     uv_timer_t tick; /* schedules from a fresh loop turn, never from a worker's callbacks */
     int interrupts;
@@ -547,9 +548,24 @@ static int spawn_worker(struct exec_run *r, struct error *err)
 {
     struct exec_state *s = r->job->s;
     cleanup_free char *work_root = path_join(r->work, "_work");
-    const char *argv[12] = {s->o->self_exe, "worker",  "--message", r->message_path,
+    const char *argv[24] = {s->o->self_exe, "worker",  "--message", r->message_path,
                             "--work",       work_root, "--name",    "harrier"};
     size_t n = 8;
+    argv[n++] = "--actions-cache";
+    argv[n++] = s->actions_cache;
+    argv[n++] = "--checkout";
+    argv[n++] = s->git.workdir;
+    const char *flags[][2] = {{"--actions-url", s->o->actions_url},
+                              {"--node", s->o->node},
+                              {"--offline", s->o->offline ? "" : NULL},
+                              {"--no-checkout-copy", s->o->no_checkout_copy ? "" : NULL}};
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
+        if (!flags[i][1])
+            continue;
+        argv[n++] = flags[i][0];
+        if (*flags[i][1])
+            argv[n++] = flags[i][1];
+    }
     if (!s->o->sandbox_fallback) {
         argv[n++] = "--sandbox";
         argv[n++] = sandbox_level_name(s->o->sandbox_level);
@@ -842,6 +858,7 @@ static void free_state(struct exec_state *s)
         path_remove_all(s->run_dir, &err);
     }
     free(s->run_dir);
+    free(s->actions_cache);
     free(s->run_id);
 }
 
@@ -853,6 +870,7 @@ static int run_jobs(struct exec_state *s)
     s->term = terminal_new(stdout, &to);
     cleanup_free char *work = o->work_dir ? xstrdup(o->work_dir) : default_work_dir();
     s->run_dir = xasprintf("%s/%s", work, s->run_id);
+    s->actions_cache = xasprintf("%s/_actions", work);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     s->max_jobs = o->max_jobs > 0 ? o->max_jobs : (cores > 0 ? (int)cores : 1);
     uv_loop_init(&s->loop);

@@ -27,6 +27,11 @@ struct exec_options {
     enum sandbox_level sandbox_level;
     bool sandbox_fallback;
     const char *self_exe; /* the harrier binary that runs workers */
+    /* uses: (passed to each worker; the action cache is <work>/_actions, shared by runs) */
+    const char *actions_url; /* tarball URL pattern; NULL = GitHub's */
+    const char *node;        /* node binary for JavaScript actions; NULL = node on PATH */
+    bool offline;            /* only the action cache */
+    bool no_checkout_copy;   /* actions/checkout that cannot be fetched fails */
 };
 
 /* Runs and returns the exit code of `harrier exec`: 0 every job succeeded, 1 a job failed or
