@@ -1,5 +1,6 @@
 #include "runner/worker.h"
 
+#include "actions/action.h"
 #include "lib/buf.h"
 #include "lib/codec.h"
 #include "lib/json.h"
@@ -11,9 +12,12 @@
 #include "runner/masker.h"
 #include "runner/shell.h"
 #include "runner/step_commands.h"
+#include "workflow/schema.h"
 #include "workflow/template.h"
 
+#include <ctype.h>
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <math.h>
 #include <signal.h>
@@ -47,6 +51,41 @@ static const char *const step_named_values[] = {"github", "env",      "vars",  "
 
 struct worker;
 
+/* What a uses: step runs: found (and downloaded) once per step, at set-up for the job's own
+ * steps, when a composite starts for the steps inside it. */
+struct resolved_action {
+    struct resolved_action *next;
+    const struct job_step *step;
+    struct action *action; /* NULL for the checkout copy */
+    char *dir;             /* the action's folder */
+    char *repository;      /* owner/repo, "" for local actions */
+    char *ref;
+    bool checkout_copy; /* local mode: actions/checkout could not be fetched; copy the tree */
+    json_t *state;      /* STATE_* saved by its pre and main steps */
+};
+
+/* The steps being run: the job's, or a composite action's (pushed when it starts). */
+struct frame {
+    struct frame *parent, *next_all;
+    struct running_step *owner; /* the composite's step; NULL for the job */
+    struct resolved_action *resolved;
+    struct job_step *steps;
+    size_t count, next;
+    json_t *steps_context, *inputs_context;
+    json_t *env_overlay; /* the env: of the uses: steps around this frame */
+    bool failed;
+    struct arena arena; /* the steps, converted from action.yml */
+};
+
+/* A post step waiting for the job's end, registered when its action's main step ran. */
+struct post_step {
+    struct post_step *next;
+    const struct job_step *step;
+    struct resolved_action *resolved;
+    struct frame *frame;
+    char *display_name;
+};
+
 struct running_step {
     struct worker *w;
     const struct job_step *step;
@@ -68,6 +107,11 @@ struct running_step {
     bool timed_out, failed_by_command, continue_on_error;
     double timeout_minutes;
     uint64_t started_ms;
+    enum events_stage stage;
+    struct frame *frame;
+    struct resolved_action *resolved; /* uses: steps */
+    bool inner;                       /* in a composite: logs under the composite's number */
+    json_t *input_values;             /* the action's inputs: with: and defaults */
 };
 
 struct worker {
@@ -93,6 +137,12 @@ struct worker {
     uv_async_t cancel_async;
     uv_timer_t advance; /* moves to the next step from a fresh loop turn, never from a
                            callback of the step that just ended */
+    struct resolved_action *resolved;
+    struct frame *frame, *frames;             /* the current frame; every frame, freed at the end */
+    struct post_step *pre_steps, *post_steps; /* pre: in order; post: a stack */
+    char *actions_cache;
+    char *node_version; /* "v20.1.0", once asked */
+    int probe_fd;
 };
 
 static struct worker *current_worker;
@@ -114,13 +164,23 @@ static const char *status_name(enum job_status s)
 
 /* --- status functions for if: -------------------------------------------------------- */
 
+/* Inside a composite action, a failed step of it counts as the job's failure does. */
+static bool frames_failed(const struct worker *w)
+{
+    for (const struct frame *f = w->frame; f; f = f->parent)
+        if (f->failed)
+            return true;
+    return false;
+}
+
 static int fn_success(void *host, const struct expr_value *args, size_t n, struct expr_value *out,
                       struct error *err)
 {
     (void)args, (void)n, (void)err;
     struct worker *w = host;
     *out = (struct expr_value){.kind = EXPR_BOOLEAN,
-                               .boolean = w->status == JOB_SUCCEEDED && !w->cancel_requested};
+                               .boolean = w->status == JOB_SUCCEEDED && !frames_failed(w) &&
+                                          !w->cancel_requested};
     return 0;
 }
 
@@ -130,7 +190,8 @@ static int fn_failure(void *host, const struct expr_value *args, size_t n, struc
     (void)args, (void)n, (void)err;
     struct worker *w = host;
     *out = (struct expr_value){.kind = EXPR_BOOLEAN,
-                               .boolean = w->status == JOB_FAILED && !w->cancel_requested};
+                               .boolean = (w->status == JOB_FAILED || frames_failed(w)) &&
+                                          !w->cancel_requested};
     return 0;
 }
 
@@ -176,6 +237,14 @@ static void template_context_for(struct worker *w, struct expr_context *ec,
 static void log_line(struct worker *w, const struct running_step *rs, const char *line)
 {
     events_log(w->events, rs ? rs->number : 0, line, strlen(line), NULL);
+}
+
+static void log_warning(struct worker *w, const struct running_step *rs, const char *message)
+{
+    cleanup_free char *line = xasprintf("##[warning]%s", message);
+    log_line(w, rs, line);
+    struct step_annotation a = {.level = ANNOTATION_WARNING, .message = message};
+    events_annotation(w->events, rs ? rs->number : 0, &a, NULL);
 }
 
 /* outputs (an object of strings) as events.h takes them; the array borrows the strings. */
@@ -406,6 +475,47 @@ static void env_set(json_t *env, const char *key, const char *value)
     json_object_set_new(env, key, json_string(value));
 }
 
+/* INPUT_<NAME> as the official runner names them: spaces become '_', letters upper case. */
+static char *input_env_name(const char *name)
+{
+    char *env = xasprintf("INPUT_%s", name);
+    for (char *p = env; *p; p++)
+        *p = *p == ' ' ? '_' : (char)toupper((unsigned char)*p);
+    return env;
+}
+
+/* What a JavaScript action's process gets beyond a script's: its inputs, the state its
+ * earlier stages saved, and the runtime endpoints the @actions packages call. */
+static void add_node_env(struct running_step *rs, json_t *env)
+{
+    struct worker *w = rs->w;
+    const char *k;
+    json_t *v;
+    json_object_foreach(rs->input_values, k, v)
+    {
+        cleanup_free char *name = input_env_name(k);
+        env_set(env, name, json_string_value(v));
+    }
+    json_object_foreach(rs->resolved->state, k, v)
+    {
+        cleanup_free char *name = xasprintf("STATE_%s", k);
+        env_set(env, name, json_string_value(v));
+    }
+    if (w->msg->connection_url)
+        env_set(env, "ACTIONS_RUNTIME_URL", w->msg->connection_url);
+    if (w->msg->access_token)
+        env_set(env, "ACTIONS_RUNTIME_TOKEN", w->msg->access_token);
+    static const char *const urls[][2] = {
+        {"system.actions.cacheUrl", "ACTIONS_CACHE_URL"},
+        {"system.actions.resultsUrl", "ACTIONS_RESULTS_URL"},
+        {"system.actions.idTokenUrl", "ACTIONS_ID_TOKEN_REQUEST_URL"}};
+    for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
+        const char *url = job_message_variable(w->msg, urls[i][0], NULL);
+        if (url)
+            env_set(env, urls[i][1], url);
+    }
+}
+
 /* Builds "K=V" strings: the worker's own environment (less the runner's inputs), the runner
  * and github variables, the job's and step's env, the file-command paths, PATH. */
 static char **step_process_env(struct running_step *rs)
@@ -443,6 +553,8 @@ static char **step_process_env(struct running_step *rs)
             env_set(env, str_upper(name), s);
     }
     json_object_update(env, rs->env);
+    if (rs->resolved && rs->resolved->action && rs->resolved->action->kind == ACTION_NODE)
+        add_node_env(rs, env);
     const char *path = json_get_string(env, "PATH");
     cleanup_free char *joined = file_commands_path_join(&w->path, path ? path : "");
     env_set(env, "PATH", joined);
@@ -491,6 +603,10 @@ static void on_output_line(struct running_step *rs, const char *line, size_t len
             break;
         case STEP_ACTION_FAIL_STEP:
             rs->failed_by_command = true;
+            break;
+        case STEP_ACTION_SAVE_STATE:
+            if (rs->resolved)
+                json_object_set_new(rs->resolved->state, a->name, json_string(a->text));
             break;
         default:
             break; /* groups are log lines already; state and matchers: actions' concerns */
@@ -640,6 +756,16 @@ static void apply_file_commands(struct running_step *rs)
         rs->failed_by_command = true;
     }
     file_command_pairs_free(&pairs);
+    cleanup_free char *state = read_small_file(rs->files[FC_STATE], &len);
+    if (state && rs->resolved && file_commands_parse_pairs(state, len, &pairs, &err) == 0) {
+        for (size_t i = 0; i < pairs.count; i++)
+            json_object_set_new(rs->resolved->state, pairs.items[i].name,
+                                json_stringn(pairs.items[i].value, pairs.items[i].value_len));
+    } else if (state && rs->resolved) {
+        report_error(w, rs, &err);
+        rs->failed_by_command = true;
+    }
+    file_command_pairs_free(&pairs);
     cleanup_free char *paths = read_small_file(rs->files[FC_PATH], &len);
     if (paths) {
         size_t count;
@@ -676,6 +802,7 @@ static void running_step_free(struct running_step *rs)
         step_commands_free(rs->commands);
     json_decref(rs->env);
     json_decref(rs->outputs);
+    json_decref(rs->input_values);
     free(rs);
 }
 
@@ -686,17 +813,23 @@ static void finish_step(struct running_step *rs, enum events_result outcome)
     enum events_result conclusion = outcome;
     if (outcome == EVENTS_FAILURE && rs->continue_on_error)
         conclusion = EVENTS_SUCCESS;
-    if (conclusion == EVENTS_FAILURE && w->status == JOB_SUCCEEDED)
+    if (conclusion == EVENTS_FAILURE && rs->inner)
+        rs->frame->failed = true; /* the composite's step fails when it ends */
+    else if (conclusion == EVENTS_FAILURE && w->status == JOB_SUCCEEDED)
         w->status = JOB_FAILED;
     if (outcome == EVENTS_CANCELLED)
         w->status = JOB_CANCELLED;
-    json_t *entry =
-        json_pack("{s:O, s:s, s:s}", "outputs", rs->outputs, "outcome", events_result_name(outcome),
-                  "conclusion", events_result_name(conclusion));
-    json_object_set_new(json_get(w->contexts, "steps"), rs->step->context_name, entry);
+    /* Pre and post steps have no entry in the steps context, as on GitHub. */
+    if (rs->stage == EVENTS_STAGE_MAIN && rs->step->context_name) {
+        json_t *entry =
+            json_pack("{s:O, s:s, s:s}", "outputs", rs->outputs, "outcome",
+                      events_result_name(outcome), "conclusion", events_result_name(conclusion));
+        json_object_set_new(rs->frame->steps_context, rs->step->context_name, entry);
+    }
     json_object_set_new(json_get(w->contexts, "job"), "status",
                         json_string(status_name(w->status)));
-    emit_step_finished(w, rs->number, outcome, conclusion, rs->outputs);
+    if (!rs->inner)
+        emit_step_finished(w, rs->number, outcome, conclusion, rs->outputs);
 }
 
 static void step_maybe_done(struct running_step *rs)
@@ -778,6 +911,7 @@ static json_t *evaluate_step_env(struct running_step *rs, const struct template_
                                  struct error *err)
 {
     json_t *env = json_deep_copy(rs->w->job_env);
+    json_object_update(env, rs->frame->env_overlay);
     json_t *step_env = template_evaluate_string_map(rs->step->environment, tc, err);
     if (!step_env) {
         json_decref(env);
@@ -815,8 +949,10 @@ static void log_step_header(struct running_step *rs, const char *script, const c
         if (i + 1 < n || *lines[i])
             log_line(w, rs, lines[i]);
     str_list_free(lines);
-    cleanup_free char *shell_line = xasprintf("shell: %s", shell);
-    log_line(w, rs, shell_line);
+    if (shell) {
+        cleanup_free char *shell_line = xasprintf("shell: %s", shell);
+        log_line(w, rs, shell_line);
+    }
     if (json_object_size(step_env)) {
         log_line(w, rs, "env:");
         const char *k;
@@ -841,59 +977,33 @@ static char *shell_display(const struct shell_command *cmd, const char *script_p
     return buf_steal(&b);
 }
 
-static int spawn_script(struct running_step *rs, json_t *inputs, const struct template_context *tc,
-                        struct error *err)
+/* Starts argv in the job's sandbox, its output read into the step's log. */
+static int spawn_process(struct running_step *rs, const char *const *argv, const char *cwd,
+                         struct error *err)
 {
     struct worker *w = rs->w;
-    const char *script = input_string(inputs, "script");
-    if (!script)
-        return error_set(err, EINVAL, "the run step has no script");
-    const char *shell = input_string(inputs, "shell");
-    if (!shell || !*shell)
-        shell = w->defaults_shell;
-    const char *wd = input_string(inputs, "workingDirectory");
-    if (!wd || !*wd)
-        wd = w->defaults_working_directory;
-    cleanup_free char *cwd = wd && *wd ? (wd[0] == '/' ? xstrdup(wd) : path_join(w->workspace, wd))
-                                       : xstrdup(w->workspace);
-    (void)tc;
-    if (write_script(rs, script, shell_extension(shell), err) < 0)
-        return err->code;
-    const char *path = json_get_string(rs->env, "PATH");
-    cleanup_free char *search = file_commands_path_join(&w->path, path ? path : getenv("PATH"));
-    struct shell_command cmd;
-    if (shell_resolve(shell, search, rs->script_path, &cmd, err) < 0)
-        return err->code;
-    cleanup_free char *shown = shell_display(&cmd, rs->script_path);
-    json_t *step_only = template_evaluate_string_map(rs->step->environment, tc, err);
-    log_step_header(rs, script, shown, step_only ? step_only : rs->env);
-    json_decref(step_only);
+    struct stat st;
+    if (stat(cwd, &st) < 0 || !S_ISDIR(st.st_mode))
+        return error_set(err, ENOENT,
+                         "An error occurred trying to start process '%s' with working directory "
+                         "'%s'. No such file or directory",
+                         argv[0], cwd);
     char **envp = step_process_env(rs);
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) < 0) {
-        shell_command_free(&cmd);
         str_list_free(envp);
         return error_set_errno(err, errno, "cannot create the step's output pipe");
     }
     struct sandbox_spawn_options so = {
-        .argv = (const char *const *)cmd.argv,
+        .argv = argv,
         .env = (const char *const *)envp,
         .cwd = cwd,
         .stdio = {{SANDBOX_STDIO_NULL, -1}, {SANDBOX_STDIO_FD, fds[1]}, {SANDBOX_STDIO_FD, fds[1]}},
         .on_exit = on_step_exit,
         .data = rs,
     };
-    struct stat st;
-    int rc = 0;
-    if (stat(cwd, &st) < 0 || !S_ISDIR(st.st_mode))
-        rc = error_set(err, ENOENT,
-                       "An error occurred trying to start process '%s' with working directory "
-                       "'%s'. No such file or directory",
-                       cmd.argv[0], cwd);
-    else
-        rc = sandbox_spawn(w->sandbox, &so, &rs->handle, err);
+    int rc = sandbox_spawn(w->sandbox, &so, &rs->handle, err);
     close(fds[1]);
-    shell_command_free(&cmd);
     str_list_free(envp);
     if (rc < 0) {
         close(fds[0]);
@@ -913,53 +1023,632 @@ static int spawn_script(struct running_step *rs, json_t *inputs, const struct te
     return 0;
 }
 
-/* Evaluates the step's condition; false (or an error, reported) skips it. */
-static bool step_should_run(struct worker *w, const struct job_step *s, struct error *err)
+static int spawn_script(struct running_step *rs, json_t *inputs, const struct template_context *tc,
+                        struct error *err)
+{
+    struct worker *w = rs->w;
+    const char *script = input_string(inputs, "script");
+    if (!script)
+        return error_set(err, EINVAL, "the run step has no script");
+    const char *shell = input_string(inputs, "shell");
+    if ((!shell || !*shell) && !rs->inner)
+        shell = w->defaults_shell;
+    const char *wd = input_string(inputs, "workingDirectory");
+    if ((!wd || !*wd) && !rs->inner)
+        wd = w->defaults_working_directory;
+    cleanup_free char *cwd = wd && *wd ? (wd[0] == '/' ? xstrdup(wd) : path_join(w->workspace, wd))
+                                       : xstrdup(w->workspace);
+    if (write_script(rs, script, shell_extension(shell), err) < 0)
+        return err->code;
+    const char *path = json_get_string(rs->env, "PATH");
+    cleanup_free char *search = file_commands_path_join(&w->path, path ? path : getenv("PATH"));
+    struct shell_command cmd;
+    if (shell_resolve(shell, search, rs->script_path, &cmd, err) < 0)
+        return err->code;
+    cleanup_free char *shown = shell_display(&cmd, rs->script_path);
+    json_t *step_only = template_evaluate_string_map(rs->step->environment, tc, err);
+    log_step_header(rs, script, shown, step_only ? step_only : rs->env);
+    json_decref(step_only);
+    int rc = spawn_process(rs, (const char *const *)cmd.argv, cwd, err);
+    shell_command_free(&cmd);
+    return rc;
+}
+
+/* --- uses: steps ------------------------------------------------------------------------- */
+
+static bool is_checkout(const struct job_step *s)
+{
+    return s->repository_name && str_eq_nocase(s->repository_name, "actions/checkout") &&
+           !*s->repository_path;
+}
+
+/* A remote action from the cache, downloaded when missing. */
+static int resolve_remote(struct worker *w, const struct job_step *s, struct resolved_action *r,
+                          struct error *err)
+{
+    const char *name = s->repository_name ? s->repository_name : "";
+    const char *slash = strchr(name, '/');
+    if (!slash || !s->repository_ref || !*s->repository_ref)
+        return error_set(err, EINVAL, "Expected format {owner}/{repo}[/path]@ref. Actual '%s@%s'",
+                         name, s->repository_ref ? s->repository_ref : "");
+    cleanup_free char *owner = xstrndup(name, (size_t)(slash - name));
+    const char *token = json_get_string(json_get(w->contexts, "secrets"), "GITHUB_TOKEN");
+    struct action_cache_options o = {
+        .cache_dir = w->actions_cache,
+        .base_url = w->opt->actions_url,
+        .token = token && *token ? token : NULL,
+        .offline = w->opt->offline,
+    };
+    cleanup_free char *root = NULL;
+    bool downloaded = false;
+    r->repository = xstrdup(name);
+    r->ref = xstrdup(s->repository_ref);
+    if (action_cache_get(&o, owner, slash + 1, s->repository_ref, &root, &downloaded, err) < 0) {
+        /* As act: in local mode, checking out the repository being run is copying it. */
+        if (!is_checkout(s) || !w->opt->checkout_dir || w->opt->no_checkout_copy)
+            return err->code;
+        cleanup_free char *m =
+            xasprintf("%s@%s could not be fetched (%s): the step copies %s "
+                      "instead (--no-checkout-copy turns this off)",
+                      name, s->repository_ref, err->message, w->opt->checkout_dir);
+        log_line(w, NULL, m);
+        error_clear(err);
+        r->checkout_copy = true;
+        return 0;
+    }
+    if (downloaded) {
+        cleanup_free char *m = xasprintf("Download action repository '%s@%s'", name, r->ref);
+        log_line(w, NULL, m);
+    }
+    r->dir = path_join(root, s->repository_path);
+    return action_load(r->dir, &r->action, err);
+}
+
+/* Finds what a uses: step runs (once per step). */
+static int resolve_step(struct worker *w, const struct job_step *s, struct resolved_action **out,
+                        struct error *err)
+{
+    for (struct resolved_action *r = w->resolved; r; r = r->next) {
+        if (r->step == s) {
+            *out = r;
+            return 0;
+        }
+    }
+    if (s->kind == JOB_STEP_CONTAINER)
+        return error_set(err, ENOTSUP,
+                         "'docker://%s' is a container action: harrier cannot run container "
+                         "actions yet (it has no OCI image runtime); use a run: step, or a "
+                         "JavaScript or composite action",
+                         s->image);
+    struct resolved_action *r = xcalloc(1, sizeof *r);
+    r->step = s;
+    r->state = json_object();
+    int rc;
+    if (s->repository_type && str_eq_nocase(s->repository_type, "self")) {
+        cleanup_free char *joined = path_join(w->workspace, s->repository_path);
+        r->dir = path_normalize(joined);
+        r->repository = xstrdup("");
+        r->ref = xstrdup("");
+        rc = action_load(r->dir, &r->action, err);
+    } else {
+        rc = resolve_remote(w, s, r, err);
+    }
+    r->next = w->resolved;
+    w->resolved = r; /* freed with the job, whatever happened */
+    *out = r;
+    return rc;
+}
+
+static void resolved_action_free(struct resolved_action *r)
+{
+    action_free(r->action);
+    free(r->dir);
+    free(r->repository);
+    free(r->ref);
+    json_decref(r->state);
+    free(r);
+}
+
+/* github.action* for the step: its context name and, for actions, where the action is (a step
+ * inside a composite action sees the composite's). */
+static void set_action_context(struct running_step *rs)
+{
+    json_t *github = json_get(rs->w->contexts, "github");
+    const struct resolved_action *r = rs->resolved;
+    if ((!r || !r->action) && rs->frame->resolved)
+        r = rs->frame->resolved;
+    json_object_set_new(github, "action",
+                        json_string(rs->step->context_name ? rs->step->context_name : ""));
+    json_object_set_new(github, "action_path", json_string(r && r->dir ? r->dir : ""));
+    json_object_set_new(github, "action_repository",
+                        json_string(r && r->repository ? r->repository : ""));
+    json_object_set_new(github, "action_ref", json_string(r && r->ref ? r->ref : ""));
+}
+
+/* The action's inputs: with: values, then defaults (which may be expressions) for the rest;
+ * with: keys the action does not declare are passed on with a warning, as GitHub does. */
+static json_t *action_input_values(struct running_step *rs, json_t *with,
+                                   const struct template_context *tc, struct error *err)
+{
+    const struct action *a = rs->resolved->action;
+    struct template_context atc = *tc;
+    atc.file_table = a->file_table;
+    atc.file_count = a->file_count;
+    json_t *values = json_object();
+    for (size_t i = 0; i < a->input_count; i++) {
+        const struct action_input *in = &a->inputs[i];
+        json_t *given = json_get(with, in->name);
+        if (given) {
+            json_object_set(values, in->name, given);
+            if (in->deprecation_message) {
+                cleanup_free char *m = xasprintf("Input '%s' has been deprecated with message: %s",
+                                                 in->name, in->deprecation_message);
+                log_warning(rs->w, rs, m);
+            }
+            continue;
+        }
+        if (!in->default_value)
+            continue;
+        char *value = template_evaluate_string(in->default_value, &atc, err);
+        if (!value) {
+            json_decref(values);
+            return NULL;
+        }
+        json_object_set_new(values, in->name, json_string(value));
+        free(value);
+    }
+    struct buf unexpected = BUF_INIT;
+    const char *k;
+    json_t *v;
+    json_object_foreach(with, k, v)
+    {
+        if (json_get(values, k))
+            continue;
+        json_object_set(values, k, v);
+        buf_printf(&unexpected, "%s'%s'", unexpected.len ? ", " : "", k);
+    }
+    if (unexpected.len && a->kind != ACTION_DOCKER) {
+        struct buf valid = BUF_INIT;
+        for (size_t i = 0; i < a->input_count; i++)
+            buf_printf(&valid, "%s'%s'", i ? ", " : "", a->inputs[i].name);
+        cleanup_free char *m = xasprintf("Unexpected input(s) %s, valid inputs are [%s]",
+                                         unexpected.data, valid.len ? valid.data : "");
+        log_warning(rs->w, rs, m);
+        buf_free(&valid);
+    }
+    buf_free(&unexpected);
+    return values;
+}
+
+/* "Run owner/repo@ref" with its inputs, as the official runner's group shows them. */
+static void log_action_header(struct running_step *rs)
+{
+    struct worker *w = rs->w;
+    cleanup_free char *group = xasprintf("##[group]%s", rs->display_name);
+    log_line(w, rs, group);
+    if (json_object_size(rs->input_values)) {
+        log_line(w, rs, "with:");
+        const char *k;
+        json_t *v;
+        json_object_foreach(rs->input_values, k, v)
+        {
+            cleanup_free char *line = xasprintf("  %s: %s", k, json_string_value(v));
+            log_line(w, rs, line);
+        }
+    }
+    log_line(w, rs, "##[endgroup]");
+}
+
+static const char *action_label(const struct running_step *rs)
+{
+    const struct job_step *s = rs->step;
+    return s->repository_name ? s->repository_name : s->repository_path;
+}
+
+static int node_major(const char *version)
+{
+    return version ? atoi(version + (version[0] == 'v')) : 0;
+}
+
+static const char *node_program(const struct worker *w)
+{
+    return w->opt->node ? w->opt->node : "node";
+}
+
+static int spawn_node(struct running_step *rs, struct error *err)
+{
+    struct worker *w = rs->w;
+    const struct action *a = rs->resolved->action;
+    const char *entry = rs->stage == EVENTS_STAGE_PRE    ? a->pre
+                        : rs->stage == EVENTS_STAGE_POST ? a->post
+                                                         : a->main;
+    cleanup_free char *script = path_join(rs->resolved->dir, entry);
+    if (!path_is_inside(rs->resolved->dir, script))
+        return error_set(err, EINVAL, "%s: '%s' is outside the action's folder", a->file, entry);
+    if (!w->node_version)
+        return error_set(err, ENOENT,
+                         "%s is a JavaScript action and no node was found: install Node.js or "
+                         "give one with --node PATH",
+                         action_label(rs));
+    if (node_major(w->node_version) != a->node_version) {
+        cleanup_free char *m = xasprintf("%s declares 'using: %s'; running it with node %s",
+                                         action_label(rs), a->using, w->node_version);
+        log_warning(w, rs, m);
+    }
+    const char *argv[] = {node_program(w), script, NULL};
+    return spawn_process(rs, argv, w->workspace, err);
+}
+
+/* --- the checkout copy (local mode) ---------------------------------------------------- */
+
+static int copy_file(const char *from, const char *to, mode_t mode, struct error *err)
+{
+    cleanup_fd int in = open(from, O_RDONLY | O_CLOEXEC);
+    if (in < 0)
+        return error_set_errno(err, errno, "cannot read %s", from);
+    cleanup_fd int out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode & 07777);
+    if (out < 0)
+        return error_set_errno(err, errno, "cannot write %s", to);
+    char chunk[65536];
+    ssize_t n;
+    while ((n = read(in, chunk, sizeof chunk)) > 0)
+        if (write(out, chunk, (size_t)n) != n)
+            return error_set_errno(err, errno, "cannot write %s", to);
+    return n < 0 ? error_set_errno(err, errno, "cannot read %s", from) : 0;
+}
+
+/* Copies the tree from into to (files, folders, symbolic links as they are), leaving out
+ * `skip` (the work folder, when it sits inside the checkout). */
+static int copy_tree(const char *from, const char *to, const char *skip, struct error *err)
+{
+    if (path_mkdir_all(to, 0755, err) < 0)
+        return err->code;
+    DIR *dir = opendir(from);
+    if (!dir)
+        return error_set_errno(err, errno, "cannot read %s", from);
+    int rc = 0;
+    struct dirent *e;
+    while (rc == 0 && (e = readdir(dir))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        cleanup_free char *src = path_join(from, e->d_name);
+        cleanup_free char *dst = path_join(to, e->d_name);
+        struct stat st;
+        if (strcmp(src, skip) == 0 || lstat(src, &st) < 0)
+            continue;
+        if (S_ISDIR(st.st_mode)) {
+            rc = copy_tree(src, dst, skip, err);
+        } else if (S_ISLNK(st.st_mode)) {
+            char target[4096];
+            ssize_t n = readlink(src, target, sizeof target - 1);
+            if (n >= 0) {
+                target[n] = '\0';
+                unlink(dst);
+                if (symlink(target, dst) < 0)
+                    rc = error_set_errno(err, errno, "cannot create %s", dst);
+            }
+        } else if (S_ISREG(st.st_mode)) {
+            rc = copy_file(src, dst, st.st_mode, err);
+        }
+    }
+    closedir(dir);
+    return rc;
+}
+
+static int run_checkout_copy(struct running_step *rs, struct error *err)
+{
+    struct worker *w = rs->w;
+    cleanup_free char *m =
+        xasprintf("Copying the working tree %s into %s", w->opt->checkout_dir, w->workspace);
+    log_line(w, rs, m);
+    return copy_tree(w->opt->checkout_dir, w->workspace, w->opt->work_root, err);
+}
+
+/* --- composite actions ----------------------------------------------------------------- */
+
+static const char *token_text(struct arena *arena, const struct token *t)
+{
+    if (!t)
+        return NULL;
+    if (t->type == TOKEN_EXPRESSION)
+        return t->u.expression;
+    return token_to_display_string(arena, t);
+}
+
+/* GitHub's rule for if: without a status function, success() && (condition). */
+static const char *condition_from(struct arena *arena, const struct token *t, const char *fallback)
+{
+    const char *text = token_text(arena, t);
+    if (!text || !*text)
+        return fallback;
+    static const char *const functions[] = {"success(", "failure(", "cancelled(", "always("};
+    for (size_t i = 0; i < sizeof functions / sizeof functions[0]; i++)
+        if (strcasestr(text, functions[i]))
+            return text;
+    return arena_printf(arena, "success() && (%s)", text);
+}
+
+static struct token *string_token(struct arena *arena, const char *s)
+{
+    return token_new_string(arena, s);
+}
+
+/* One step of runs.steps as the job message would carry it. */
+static int composite_step(struct frame *f, const struct action *a, const struct token *t,
+                          size_t index, struct job_step *out, struct error *err)
+{
+    struct arena *arena = &f->arena;
+    const char *file =
+        t->file > 0 && (size_t)t->file <= a->file_count ? a->file_table[t->file - 1] : a->file;
+    if (t->type != TOKEN_MAPPING)
+        return error_set_at(err, EINVAL, file, t->line, t->col, "a step must be a mapping");
+    const struct token *id = token_mapping_get(t, "id", true);
+    const struct token *run = token_mapping_get(t, "run", true);
+    const struct token *uses = token_mapping_get(t, "uses", true);
+    *out = (struct job_step){0};
+    out->id = arena_printf(arena, "%p-%zu", (void *)f, index);
+    out->context_name =
+        id && id->type == TOKEN_STRING ? id->u.string : arena_printf(arena, "__%zu", index + 1);
+    out->display_name_token = token_mapping_get(t, "name", true);
+    out->condition = condition_from(arena, token_mapping_get(t, "if", true), "success()");
+    out->continue_on_error = token_mapping_get(t, "continue-on-error", true);
+    out->timeout_minutes = token_mapping_get(t, "timeout-minutes", true);
+    out->environment = token_mapping_get(t, "env", true);
+    if (run) {
+        const struct token *shell = token_mapping_get(t, "shell", true);
+        if (!shell)
+            return error_set_at(err, EINVAL, file, t->line, t->col,
+                                "Required property is missing: shell");
+        out->kind = JOB_STEP_SCRIPT;
+        struct token *inputs = token_new_mapping(arena);
+        token_mapping_add(arena, inputs, string_token(arena, "script"), (struct token *)run);
+        token_mapping_add(arena, inputs, string_token(arena, "shell"), (struct token *)shell);
+        const struct token *wd = token_mapping_get(t, "working-directory", true);
+        if (wd)
+            token_mapping_add(arena, inputs, string_token(arena, "workingDirectory"),
+                              (struct token *)wd);
+        out->inputs = inputs;
+        return 0;
+    }
+    if (!uses || uses->type != TOKEN_STRING)
+        return error_set_at(err, EINVAL, file, t->line, t->col,
+                            "a composite step needs 'run' or 'uses'");
+    struct action_reference ref;
+    if (action_reference_parse(uses->u.string, &ref, err) < 0)
+        return error_prefix(err, "%s (Line: %d, Col: %d)", file, uses->line, uses->col);
+    out->inputs = token_mapping_get(t, "with", true);
+    switch (ref.kind) {
+    case ACTION_REFERENCE_DOCKER:
+        out->kind = JOB_STEP_CONTAINER;
+        out->image = arena_strdup(arena, ref.image);
+        break;
+    case ACTION_REFERENCE_LOCAL:
+        out->kind = JOB_STEP_REPOSITORY;
+        out->repository_type = "self";
+        out->repository_path = arena_strdup(arena, ref.local_path);
+        break;
+    case ACTION_REFERENCE_REPOSITORY:
+        out->kind = JOB_STEP_REPOSITORY;
+        out->repository_type = "GitHub";
+        out->repository_name = arena_printf(arena, "%s/%s", ref.owner, ref.repo);
+        out->repository_ref = arena_strdup(arena, ref.ref);
+        out->repository_path = arena_strdup(arena, ref.path);
+        break;
+    }
+    action_reference_clear(&ref);
+    return 0;
+}
+
+static void frame_free(struct frame *f)
+{
+    json_decref(f->steps_context);
+    json_decref(f->inputs_context);
+    json_decref(f->env_overlay);
+    arena_free(&f->arena);
+    free(f);
+}
+
+/* Pushes the composite's steps as a new frame; they run next, then end_composite. */
+static int start_composite(struct running_step *rs, const struct template_context *tc,
+                           struct error *err)
+{
+    struct worker *w = rs->w;
+    const struct action *a = rs->resolved->action;
+    struct frame *f = xcalloc(1, sizeof *f);
+    arena_init(&f->arena, 0);
+    f->parent = rs->frame;
+    f->owner = rs;
+    f->resolved = rs->resolved;
+    f->steps_context = json_object();
+    f->inputs_context = json_deep_copy(rs->input_values);
+    f->env_overlay = json_deep_copy(rs->frame->env_overlay);
+    json_t *step_env = template_evaluate_string_map(rs->step->environment, tc, err);
+    int rc = step_env ? 0 : err->code;
+    json_object_update(f->env_overlay, step_env);
+    json_decref(step_env);
+    size_t count = a->steps && a->steps->type == TOKEN_SEQUENCE ? a->steps->u.sequence.count : 0;
+    f->steps = arena_alloc(&f->arena, (count + 1) * sizeof *f->steps);
+    for (size_t i = 0; rc == 0 && i < count; i++)
+        rc = composite_step(f, a, a->steps->u.sequence.items[i], i, &f->steps[i], err);
+    if (rc < 0) {
+        frame_free(f);
+        return rc;
+    }
+    f->count = count;
+    f->next_all = w->frames;
+    w->frames = f;
+    w->frame = f;
+    return 0;
+}
+
+static void enter_frame(struct worker *w, struct frame *f)
+{
+    json_object_set(w->contexts, "steps", f->steps_context);
+    json_object_set(w->contexts, "inputs", f->inputs_context);
+}
+
+/* The composite's steps have run: its outputs come from theirs, its result from theirs. */
+static void end_composite(struct worker *w, struct frame *f)
+{
+    struct running_step *rs = f->owner;
+    const struct action *a = rs->resolved->action;
+    enter_frame(w, f);
+    struct expr_context ec;
+    struct template_context tc;
+    template_context_for(w, &ec, &tc);
+    tc.file_table = a->file_table;
+    tc.file_count = a->file_count;
+    for (size_t i = 0; i < a->output_count; i++) {
+        struct error err = {0};
+        char *value = a->outputs[i].value ? template_evaluate_string(a->outputs[i].value, &tc, &err)
+                                          : xstrdup("");
+        if (!value) {
+            report_error(w, rs, &err);
+            f->failed = true;
+            continue;
+        }
+        json_object_set_new(rs->outputs, a->outputs[i].name, json_string(value));
+        free(value);
+    }
+    w->frame = f->parent;
+    enter_frame(w, f->parent);
+    enum events_result outcome = f->failed ? EVENTS_FAILURE : EVENTS_SUCCESS;
+    if (w->cancel_requested && f->failed)
+        outcome = EVENTS_CANCELLED;
+    finish_step(rs, outcome);
+    running_step_free(rs);
+}
+
+/* --- starting a step ------------------------------------------------------------------- */
+
+/* Evaluates a condition; false (or an error, reported) skips the step. */
+static bool condition_true(struct worker *w, const char *condition, struct error *err)
 {
     struct expr_context ec;
     struct template_context tc;
     template_context_for(w, &ec, &tc);
     struct expr_value v = {0};
     enum expr_stage stage;
-    if (expr_evaluate_text(s->condition, &step_parse_options, &ec, &v, &stage, err) < 0)
+    if (expr_evaluate_text(condition, &step_parse_options, &ec, &v, &stage, err) < 0)
         return false;
     bool run = expr_value_truthy(&v);
     expr_value_clear(&v);
     return run;
 }
 
-static void skip_step(struct worker *w, const struct job_step *s, int number)
+static void skip_step(struct worker *w, const struct job_step *s, int number, bool inner)
 {
     json_t *entry =
         json_pack("{s:{}, s:s, s:s}", "outputs", "outcome", "skipped", "conclusion", "skipped");
-    json_object_set_new(json_get(w->contexts, "steps"), s->context_name, entry);
-    events_step_finished(w->events, number, EVENTS_SKIPPED, EVENTS_SKIPPED, NULL, 0, NULL);
+    json_object_set_new(w->frame->steps_context, s->context_name, entry);
+    if (!inner)
+        events_step_finished(w->events, number, EVENTS_SKIPPED, EVENTS_SKIPPED, NULL, 0, NULL);
 }
 
-/* Starts step i; returns false when it finished at once (skipped or failed to start). */
-static bool start_step(struct worker *w, const struct job_step *s)
+static void register_post(struct worker *w, struct running_step *rs)
+{
+    struct post_step *p = xcalloc(1, sizeof *p);
+    p->step = rs->step;
+    p->resolved = rs->resolved;
+    p->frame = rs->frame;
+    p->display_name = xasprintf("Post %s", rs->display_name);
+    p->next = w->post_steps;
+    w->post_steps = p;
+}
+
+static void post_step_free(struct post_step *p)
+{
+    if (!p)
+        return;
+    free(p->display_name);
+    free(p);
+}
+
+enum step_start { STEP_FINISHED, STEP_RUNNING, STEP_ENTERED };
+
+/* A uses: step: the checkout copy, a JavaScript action's process, or a composite's frame. */
+static int start_action(struct running_step *rs, json_t *with, const struct template_context *tc,
+                        enum step_start *started, struct error *err)
+{
+    struct worker *w = rs->w;
+    struct resolved_action *r = rs->resolved;
+    if (r->checkout_copy)
+        return run_checkout_copy(rs, err);
+    const struct action *a = r->action;
+    if (a->kind == ACTION_DOCKER)
+        return error_set(err, ENOTSUP,
+                         "%s is a Docker container action (runs.using: %s): harrier cannot run "
+                         "container actions yet (it has no OCI image runtime)",
+                         action_label(rs), a->using);
+    rs->input_values = action_input_values(rs, with, tc, err);
+    if (!rs->input_values)
+        return err->code;
+    if (rs->stage == EVENTS_STAGE_MAIN)
+        log_action_header(rs);
+    if (a->kind == ACTION_COMPOSITE) {
+        if (start_composite(rs, tc, err) < 0)
+            return err->code;
+        *started = STEP_ENTERED;
+        return 0;
+    }
+    if (spawn_node(rs, err) < 0)
+        return err->code;
+    /* Post steps run at the job's end for actions whose main step ran. */
+    if (rs->stage == EVENTS_STAGE_MAIN && a->post)
+        register_post(w, rs);
+    *started = STEP_RUNNING;
+    return 0;
+}
+
+static char *stage_display_name(struct running_step *rs, const struct template_context *tc,
+                                const struct post_step *item, const char *script)
+{
+    if (rs->stage == EVENTS_STAGE_POST && item)
+        return xstrdup(item->display_name);
+    char *name = step_display_name(rs, tc, script);
+    if (rs->stage != EVENTS_STAGE_PRE)
+        return name;
+    char *pre = xasprintf("Pre %s", name);
+    free(name);
+    return pre;
+}
+
+static enum step_start start_step(struct worker *w, const struct job_step *s,
+                                  enum events_stage stage, struct post_step *item)
 {
     struct running_step *rs = xcalloc(1, sizeof *rs);
     rs->w = w;
     rs->step = s;
-    rs->number = ++w->step_counter;
+    rs->stage = stage;
+    rs->frame = item ? item->frame : w->frame;
+    rs->inner = stage == EVENTS_STAGE_MAIN && rs->frame->owner;
+    rs->number = rs->inner ? rs->frame->owner->number : ++w->step_counter;
     rs->outputs = json_object();
     rs->started_ms = now_ms();
+    rs->resolved = item ? item->resolved : NULL;
     struct expr_context ec;
     struct template_context tc;
     template_context_for(w, &ec, &tc);
     struct error err = {0};
     json_t *inputs = NULL;
     json_object_set(w->contexts, "env", w->job_env);
-    rs->env = evaluate_step_env(rs, &tc, &err);
-    if (rs->env) {
-        json_object_set(w->contexts, "env", rs->env);
-        inputs = template_evaluate_string_map(s->inputs, &tc, &err);
+    int rc = 0;
+    if (s->kind != JOB_STEP_SCRIPT && !rs->resolved)
+        rc = resolve_step(w, s, &rs->resolved, &err);
+    set_action_context(rs);
+    if (rc == 0) {
+        rs->env = evaluate_step_env(rs, &tc, &err);
+        if (rs->env) {
+            json_object_set(w->contexts, "env", rs->env);
+            inputs = template_evaluate_string_map(s->inputs, &tc, &err);
+        }
+        rc = inputs ? 0 : err.code;
     }
     const char *script = inputs ? input_string(inputs, "script") : NULL;
-    rs->display_name = step_display_name(rs, &tc, s->kind == JOB_STEP_SCRIPT ? script : NULL);
-    events_step_started(w->events, rs->number, s->id, rs->display_name, EVENTS_STAGE_MAIN, NULL);
-    int rc = inputs ? 0 : err.code;
+    rs->display_name =
+        stage_display_name(rs, &tc, item, s->kind == JOB_STEP_SCRIPT ? script : NULL);
+    if (!rs->inner)
+        events_step_started(w->events, rs->number, s->id, rs->display_name, stage, NULL);
     if (rc == 0)
         rc = template_evaluate_bool(s->continue_on_error, &tc, false, &rs->continue_on_error, &err);
     if (rc == 0)
@@ -977,45 +1666,93 @@ static bool start_step(struct worker *w, const struct job_step *s)
         rs->commands = step_commands_new(w->masker, &sco);
         rc = create_file_command_files(rs, &err);
     }
+    enum step_start started = STEP_FINISHED;
     if (rc == 0) {
-        if (s->kind == JOB_STEP_SCRIPT)
+        if (s->kind == JOB_STEP_SCRIPT) {
             rc = spawn_script(rs, inputs, &tc, &err);
-        else
-            rc = error_set(&err, ENOTSUP,
-                           "'uses:' steps need the actions support that harrier does not have "
-                           "yet; only 'run:' steps can run");
+            started = STEP_RUNNING;
+        } else {
+            rc = start_action(rs, inputs, &tc, &started, &err);
+        }
     }
     json_decref(inputs);
-    if (rc == 0) {
+    if (rc == 0 && started == STEP_RUNNING) {
         w->current = rs;
-        return true;
+        return STEP_RUNNING;
     }
-    report_error(w, rs, &err);
-    finish_step(rs, EVENTS_FAILURE);
+    if (rc == 0 && started == STEP_ENTERED)
+        return STEP_ENTERED; /* rs lives on as the frame's owner */
+    if (rc < 0)
+        report_error(w, rs, &err);
+    finish_step(rs, rc < 0 ? EVENTS_FAILURE : EVENTS_SUCCESS);
     running_step_free(rs);
-    return false;
+    return STEP_FINISHED;
 }
 
 static void finish_job(struct worker *w);
 
+/* The condition of a pre or post step: pre-if / post-if, always() when absent. */
+static const char *stage_condition(struct worker *w, const struct post_step *item,
+                                   enum events_stage stage)
+{
+    const struct action *a = item->resolved->action;
+    const struct token *t = stage == EVENTS_STAGE_PRE ? a->pre_if : a->post_if;
+    return condition_from(&w->frame->arena, t, "always()");
+}
+
+/* The next step to run: pre steps, the current frame's steps (a composite's, then the job's),
+ * then post steps, last registered first. */
 static void start_next_step(struct worker *w)
 {
-    while (w->next_step < w->msg->step_count) {
-        const struct job_step *s = &w->msg->steps[w->next_step++];
+    for (;;) {
+        struct post_step *item = NULL;
+        enum events_stage stage = EVENTS_STAGE_MAIN;
+        const struct job_step *s;
+        struct frame *f = w->frame;
+        if (w->pre_steps) {
+            item = w->pre_steps;
+            w->pre_steps = item->next;
+            stage = EVENTS_STAGE_PRE;
+            s = item->step;
+        } else if (f->next < f->count) {
+            s = &f->steps[f->next++];
+        } else if (f->owner) {
+            end_composite(w, f);
+            continue;
+        } else if (w->post_steps) {
+            item = w->post_steps;
+            w->post_steps = item->next;
+            stage = EVENTS_STAGE_POST;
+            s = item->step;
+        } else {
+            break;
+        }
+        enter_frame(w, item ? item->frame : f);
         json_object_set(w->contexts, "env", w->job_env);
         struct error err = {0};
-        bool run = step_should_run(w, s, &err);
+        const char *condition = item ? stage_condition(w, item, stage) : s->condition;
+        bool run = condition_true(w, condition, &err);
         if (err.message[0] || !run) {
-            int number = ++w->step_counter;
-            events_step_started(w->events, number, s->id, s->context_name, EVENTS_STAGE_MAIN, NULL);
+            bool inner = stage == EVENTS_STAGE_MAIN && f->owner;
+            int number = inner ? f->owner->number : ++w->step_counter;
+            if (!inner)
+                events_step_started(w->events, number, s->id,
+                                    item ? item->display_name : s->context_name, stage, NULL);
             if (err.message[0]) {
                 report_error(w, NULL, &err);
                 w->status = JOB_FAILED;
             }
-            skip_step(w, s, number);
+            if (stage == EVENTS_STAGE_MAIN)
+                skip_step(w, s, number, inner);
+            else
+                events_step_finished(w->events, number, EVENTS_SKIPPED, EVENTS_SKIPPED, NULL, 0,
+                                     NULL);
+            post_step_free(item);
             continue;
         }
-        if (start_step(w, s))
+        enum step_start r = start_step(w, s, stage, item);
+        post_step_free(item);
+        if (r == STEP_RUNNING)
             return;
     }
     finish_job(w);
@@ -1110,6 +1847,84 @@ void worker_cancel_current(void)
 
 /* --- entry ----------------------------------------------------------------------------- */
 
+/* Every uses: of the job's own steps found and downloaded before the first step, as the
+ * official runner does; pre steps queued for the actions that have one. Local actions are
+ * read when their step starts (the workspace holds them only after a checkout). */
+static int prepare_actions(struct worker *w, struct error *err)
+{
+    w->actions_cache = w->opt->actions_cache ? xstrdup(w->opt->actions_cache)
+                                             : path_join(w->opt->work_root, "_actions");
+    struct post_step **tail = &w->pre_steps;
+    for (size_t i = 0; i < w->msg->step_count; i++) {
+        const struct job_step *s = &w->msg->steps[i];
+        if (s->kind != JOB_STEP_REPOSITORY ||
+            (s->repository_type && str_eq_nocase(s->repository_type, "self")))
+            continue;
+        struct resolved_action *r;
+        if (resolve_step(w, s, &r, err) < 0)
+            return err->code;
+        if (!r->action || r->action->kind != ACTION_NODE || !r->action->pre)
+            continue;
+        struct post_step *p = xcalloc(1, sizeof *p);
+        p->step = s;
+        p->resolved = r;
+        p->frame = w->frame;
+        *tail = p;
+        tail = &p->next;
+    }
+    return 0;
+}
+
+static bool job_uses_actions(const struct job_message *msg)
+{
+    for (size_t i = 0; i < msg->step_count; i++)
+        if (msg->steps[i].kind != JOB_STEP_SCRIPT)
+            return true;
+    return false;
+}
+
+/* The node JavaScript actions run on: asked once, `node --version`, before the first step. */
+static void on_node_probe_exit(struct sandbox_step *step, const struct sandbox_step_result *r,
+                               void *data)
+{
+    (void)step;
+    struct worker *w = data;
+    char text[64] = {0};
+    ssize_t n = read(w->probe_fd, text, sizeof text - 1);
+    close(w->probe_fd);
+    w->probe_fd = -1;
+    if (r->exit_code == 0 && !r->term_signal && n > 1 && text[0] == 'v')
+        w->node_version = xstrndup(text, strcspn(text, "\r\n"));
+    uv_timer_start(&w->advance, on_advance, 0, 0);
+}
+
+static bool probe_node(struct worker *w)
+{
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) < 0)
+        return false;
+    extern char **environ;
+    const char *argv[] = {w->opt->node ? w->opt->node : "node", "--version", NULL};
+    struct sandbox_spawn_options so = {
+        .argv = argv,
+        .env = (const char *const *)environ,
+        .cwd = w->temp,
+        .stdio = {{SANDBOX_STDIO_NULL, -1}, {SANDBOX_STDIO_FD, fds[1]}, {SANDBOX_STDIO_NULL, -1}},
+        .on_exit = on_node_probe_exit,
+        .data = w,
+    };
+    struct sandbox_step *handle;
+    struct error err = {0};
+    int rc = sandbox_spawn(w->sandbox, &so, &handle, &err);
+    close(fds[1]);
+    if (rc < 0) {
+        close(fds[0]);
+        return false;
+    }
+    w->probe_fd = fds[0];
+    return true;
+}
+
 static int set_up(struct worker *w, struct error *err)
 {
     w->contexts = json_deep_copy(w->msg->contexts);
@@ -1119,6 +1934,16 @@ static int set_up(struct worker *w, struct error *err)
     add_secrets(w);
     set_runner_context(w);
     if ((rc = evaluate_job_env(w, err)) < 0 || (rc = evaluate_defaults(w, err)) < 0)
+        return rc;
+    struct frame *f = xcalloc(1, sizeof *f);
+    arena_init(&f->arena, 0);
+    f->steps = w->msg->steps;
+    f->count = w->msg->step_count;
+    f->steps_context = json_incref(json_get(w->contexts, "steps"));
+    f->inputs_context = json_incref(json_get(w->contexts, "inputs"));
+    f->env_overlay = json_object();
+    w->frame = w->frames = f;
+    if ((rc = prepare_actions(w, err)) < 0)
         return rc;
     struct sandbox_job_options so = {
         .level = w->opt->sandbox_level,
@@ -1155,7 +1980,8 @@ int worker_run(struct job_message *message, const struct worker_options *options
         w->status = JOB_FAILED;
         w->next_step = message->step_count; /* nothing runs; the job still reports its end */
     }
-    start_next_step(w);
+    if (rc < 0 || !job_uses_actions(message) || !probe_node(w))
+        start_next_step(w);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     current_worker = NULL;
     *succeeded = w->status == JOB_SUCCEEDED && !w->cancel_requested;
@@ -1172,6 +1998,24 @@ int worker_run(struct job_message *message, const struct worker_options *options
     free(w->event_path);
     free(w->defaults_shell);
     free(w->defaults_working_directory);
+    while (w->resolved) {
+        struct resolved_action *r = w->resolved;
+        w->resolved = r->next;
+        resolved_action_free(r);
+    }
+    while (w->frames) {
+        struct frame *f = w->frames;
+        w->frames = f->next_all;
+        frame_free(f);
+    }
+    for (struct post_step *lists[] = {w->pre_steps, w->post_steps}, **l = lists; l < lists + 2; l++)
+        while (*l) {
+            struct post_step *p = *l;
+            *l = p->next;
+            post_step_free(p);
+        }
+    free(w->actions_cache);
+    free(w->node_version);
     free(w);
     return 0;
 }

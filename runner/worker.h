@@ -19,6 +19,12 @@ struct worker_options {
     bool sandbox_fallback;         /* use a lower level when this one cannot be had */
     const char *const *hide_paths; /* runner credentials, other jobs' folders */
     int events_fd;                 /* where events go (JSON lines) */
+    const char *actions_cache;     /* downloaded actions; NULL = <work_root>/_actions */
+    const char *actions_url;       /* tarball URL pattern; NULL = GitHub's */
+    const char *node;              /* node for JavaScript actions; NULL = node on PATH */
+    const char *checkout_dir;      /* local mode: the checkout actions/checkout copies */
+    bool offline;                  /* only the action cache */
+    bool no_checkout_copy;
 };
 
 /* Runs the job to its end; returns 0 when the job ran (its result is in the job-finished
