@@ -7,12 +7,12 @@
 #include "lib/log.h"
 #include "lib/mem.h"
 #include "lib/path.h"
+#include "runner/action_steps.h"
 #include "runner/events.h"
 #include "runner/file_commands.h"
 #include "runner/masker.h"
 #include "runner/shell.h"
 #include "runner/step_commands.h"
-#include "workflow/schema.h"
 #include "workflow/template.h"
 
 #include <ctype.h>
@@ -1346,99 +1346,6 @@ static int run_checkout_copy(struct running_step *rs, struct error *err)
 
 /* --- composite actions ----------------------------------------------------------------- */
 
-static const char *token_text(struct arena *arena, const struct token *t)
-{
-    if (!t)
-        return NULL;
-    if (t->type == TOKEN_EXPRESSION)
-        return t->u.expression;
-    return token_to_display_string(arena, t);
-}
-
-/* GitHub's rule for if: without a status function, success() && (condition). */
-static const char *condition_from(struct arena *arena, const struct token *t, const char *fallback)
-{
-    const char *text = token_text(arena, t);
-    if (!text || !*text)
-        return fallback;
-    static const char *const functions[] = {"success(", "failure(", "cancelled(", "always("};
-    for (size_t i = 0; i < sizeof functions / sizeof functions[0]; i++)
-        if (strcasestr(text, functions[i]))
-            return text;
-    return arena_printf(arena, "success() && (%s)", text);
-}
-
-static struct token *string_token(struct arena *arena, const char *s)
-{
-    return token_new_string(arena, s);
-}
-
-/* One step of runs.steps as the job message would carry it. */
-static int composite_step(struct frame *f, const struct action *a, const struct token *t,
-                          size_t index, struct job_step *out, struct error *err)
-{
-    struct arena *arena = &f->arena;
-    const char *file =
-        t->file > 0 && (size_t)t->file <= a->file_count ? a->file_table[t->file - 1] : a->file;
-    if (t->type != TOKEN_MAPPING)
-        return error_set_at(err, EINVAL, file, t->line, t->col, "a step must be a mapping");
-    const struct token *id = token_mapping_get(t, "id", true);
-    const struct token *run = token_mapping_get(t, "run", true);
-    const struct token *uses = token_mapping_get(t, "uses", true);
-    *out = (struct job_step){0};
-    out->id = arena_printf(arena, "%p-%zu", (void *)f, index);
-    out->context_name =
-        id && id->type == TOKEN_STRING ? id->u.string : arena_printf(arena, "__%zu", index + 1);
-    out->display_name_token = token_mapping_get(t, "name", true);
-    out->condition = condition_from(arena, token_mapping_get(t, "if", true), "success()");
-    out->continue_on_error = token_mapping_get(t, "continue-on-error", true);
-    out->timeout_minutes = token_mapping_get(t, "timeout-minutes", true);
-    out->environment = token_mapping_get(t, "env", true);
-    if (run) {
-        const struct token *shell = token_mapping_get(t, "shell", true);
-        if (!shell)
-            return error_set_at(err, EINVAL, file, t->line, t->col,
-                                "Required property is missing: shell");
-        out->kind = JOB_STEP_SCRIPT;
-        struct token *inputs = token_new_mapping(arena);
-        token_mapping_add(arena, inputs, string_token(arena, "script"), (struct token *)run);
-        token_mapping_add(arena, inputs, string_token(arena, "shell"), (struct token *)shell);
-        const struct token *wd = token_mapping_get(t, "working-directory", true);
-        if (wd)
-            token_mapping_add(arena, inputs, string_token(arena, "workingDirectory"),
-                              (struct token *)wd);
-        out->inputs = inputs;
-        return 0;
-    }
-    if (!uses || uses->type != TOKEN_STRING)
-        return error_set_at(err, EINVAL, file, t->line, t->col,
-                            "a composite step needs 'run' or 'uses'");
-    struct action_reference ref;
-    if (action_reference_parse(uses->u.string, &ref, err) < 0)
-        return error_prefix(err, "%s (Line: %d, Col: %d)", file, uses->line, uses->col);
-    out->inputs = token_mapping_get(t, "with", true);
-    switch (ref.kind) {
-    case ACTION_REFERENCE_DOCKER:
-        out->kind = JOB_STEP_CONTAINER;
-        out->image = arena_strdup(arena, ref.image);
-        break;
-    case ACTION_REFERENCE_LOCAL:
-        out->kind = JOB_STEP_REPOSITORY;
-        out->repository_type = "self";
-        out->repository_path = arena_strdup(arena, ref.local_path);
-        break;
-    case ACTION_REFERENCE_REPOSITORY:
-        out->kind = JOB_STEP_REPOSITORY;
-        out->repository_type = "GitHub";
-        out->repository_name = arena_printf(arena, "%s/%s", ref.owner, ref.repo);
-        out->repository_ref = arena_strdup(arena, ref.ref);
-        out->repository_path = arena_strdup(arena, ref.path);
-        break;
-    }
-    action_reference_clear(&ref);
-    return 0;
-}
-
 static void frame_free(struct frame *f)
 {
     json_decref(f->steps_context);
@@ -1466,15 +1373,12 @@ static int start_composite(struct running_step *rs, const struct template_contex
     int rc = step_env ? 0 : err->code;
     json_object_update(f->env_overlay, step_env);
     json_decref(step_env);
-    size_t count = a->steps && a->steps->type == TOKEN_SEQUENCE ? a->steps->u.sequence.count : 0;
-    f->steps = arena_alloc(&f->arena, (count + 1) * sizeof *f->steps);
-    for (size_t i = 0; rc == 0 && i < count; i++)
-        rc = composite_step(f, a, a->steps->u.sequence.items[i], i, &f->steps[i], err);
-    if (rc < 0) {
+    int count = rc == 0 ? action_steps_convert(&f->arena, a, f, &f->steps, err) : rc;
+    if (count < 0) {
         frame_free(f);
-        return rc;
+        return count;
     }
-    f->count = count;
+    f->count = (size_t)count;
     f->next_all = w->frames;
     w->frames = f;
     w->frame = f;
@@ -1697,7 +1601,7 @@ static const char *stage_condition(struct worker *w, const struct post_step *ite
 {
     const struct action *a = item->resolved->action;
     const struct token *t = stage == EVENTS_STAGE_PRE ? a->pre_if : a->post_if;
-    return condition_from(&w->frame->arena, t, "always()");
+    return action_steps_condition(&w->frame->arena, t, "always()");
 }
 
 /* The next step to run: pre steps, the current frame's steps (a composite's, then the job's),
