@@ -120,8 +120,9 @@ static int read_runs(struct action *a, const struct token *runs, struct error *e
 {
     const char *using = scalar(runs, "using");
     if (!using)
-        return error_set_at(err, EINVAL, a->file, 0, 0,
-                            "'runs.using' is missing: expected node20, composite or docker");
+        return error_set_at(err, EINVAL, a->file, runs->line, runs->col,
+                            "Missing 'using' value. 'using' requires 'composite', 'docker', "
+                            "'node12', 'node16', 'node20' or 'node24'.");
     a->using = using;
     for (size_t i = 0; i < sizeof node_versions / sizeof node_versions[0]; i++) {
         if (strcasecmp(using, node_versions[i].name) == 0) {
@@ -145,6 +146,14 @@ static int read_runs(struct action *a, const struct token *runs, struct error *e
     }
     if (strcasecmp(using, "docker") == 0) {
         a->kind = ACTION_DOCKER;
+        a->image = scalar(runs, "image");
+        a->entrypoint = scalar(runs, "entrypoint");
+        a->pre_entrypoint = scalar(runs, "pre-entrypoint");
+        a->post_entrypoint = scalar(runs, "post-entrypoint");
+        a->pre_if = token_mapping_get(runs, "pre-if", true);
+        a->post_if = token_mapping_get(runs, "post-if", true);
+        a->args = token_mapping_get(runs, "args", true);
+        a->env = token_mapping_get(runs, "env", true);
         return 0;
     }
     /* GitHub's words for an unknown runs.using. */
@@ -167,6 +176,7 @@ static int parse_action(struct action *a, const char *text, size_t len, struct e
         for (size_t i = 0; i < ctx.nfiles; i++)
             a->file_table[i] = arena_strdup(&a->arena, ctx.files[i]);
         a->name = scalar(root, "name");
+        a->description = scalar(root, "description");
         read_inputs(a, token_mapping_get(root, "inputs", true));
         read_outputs(a, token_mapping_get(root, "outputs", true));
         const struct token *runs = token_mapping_get(root, "runs", true);
@@ -211,6 +221,27 @@ int action_load(const char *dir, struct action **out, struct error *err)
                            dir);
         }
     }
+    if (rc < 0) {
+        action_free(a);
+        return rc;
+    }
+    *out = a;
+    return 0;
+}
+
+int action_load_file(const char *file, struct action **out, struct error *err)
+{
+    size_t len = 0;
+    char *text = path_read_file(file, &len, err);
+    if (!text)
+        return err->code;
+    struct action *a = xcalloc(1, sizeof *a);
+    arena_init(&a->arena, 0);
+    a->file = xstrdup(file);
+    const char *slash = strrchr(file, '/');
+    a->dir = slash ? xstrndup(file, (size_t)(slash - file)) : xstrdup(".");
+    int rc = parse_action(a, text, len, err);
+    free(text);
     if (rc < 0) {
         action_free(a);
         return rc;

@@ -51,12 +51,15 @@ struct action {
     struct arena arena;
     char *dir;  /* the folder holding action.yml */
     char *file; /* its path */
-    const char *name;
+    const char *name, *description;
     enum action_kind kind;
     const char *using; /* as written: node20, composite, docker */
     int node_version;  /* 12, 16, 20, 24 for node actions */
     const char *main, *pre, *post;
-    struct token *pre_if, *post_if; /* NULL = always() for post, success() for pre */
+    struct token *pre_if, *post_if; /* NULL = always() (GitHub's default for both) */
+    /* docker: read, not run yet */
+    const char *image, *entrypoint, *pre_entrypoint, *post_entrypoint;
+    struct token *args, *env; /* sequence, mapping; NULL when absent */
     struct action_input *inputs;
     size_t input_count;
     struct action_output *outputs;
@@ -70,6 +73,8 @@ struct action {
  * err saying which file is missing or wrong (GitHub's messages, file:line:col). Free with
  * action_free. */
 int action_load(const char *dir, struct action **out, struct error *err);
+/* The same for one file, whatever its name (dir is the file's folder). */
+int action_load_file(const char *file, struct action **out, struct error *err);
 void action_free(struct action *action);
 
 /* ---- the cache ------------------------------------------------------------------------ */
