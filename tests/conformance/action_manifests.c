@@ -1,5 +1,7 @@
 /* Conformance driver for actions/: the official runner's action.yml cases, from
  * $HARRIER_CONFORMANCE_DIR (default ../shared/conformance):
+ *   actions-runner/action-evaluation.json  input defaults and docker env read from an action.yml
+ *                                          written for the case, then evaluated
  *   actions-runner/action-manifests.json (and the .yml files beside it)  ActionManifestManagerL0
  * Each manifest is loaded with action_load_file and only the facts the case lists are
  * compared. Prints "actions-runner/action-manifests: N passed, N failed", failures above. */
@@ -7,6 +9,7 @@
 #include "lib/json.h"
 #include "lib/mem.h"
 #include "lib/path.h"
+#include "workflow/template.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -158,6 +161,79 @@ static bool run_case(const char *dir, json_t *c)
     return !failed;
 }
 
+/* The case's template, written into an action.yml, read back and evaluated. */
+static bool run_evaluation(json_t *c, const char *folder)
+{
+    const char *key = json_get_string(c, "id");
+    const char *kind = json_get_string(c, "kind");
+    cleanup_free char *template = json_dumps(json_get(c, "template"), JSON_ENCODE_ANY);
+    cleanup_free char *yaml =
+        strcmp(kind, "input-default") == 0
+            ? xasprintf("inputs:\n  x:\n    default: %s\nruns: {using: node20, main: m.js}\n",
+                        template)
+            : xasprintf("runs:\n  using: docker\n  image: Dockerfile\n  env: %s\n", template);
+    cleanup_free char *file = path_join(folder, "action.yml");
+    struct error err = {0};
+    struct action *a = NULL;
+    failed = false;
+    if (path_write_file_atomic(file, yaml, strlen(yaml), 0644, &err) < 0 ||
+        action_load(folder, &a, &err) < 0) {
+        printf("FAIL actions-runner/action-evaluation/%s: %s\n", key, err.message);
+        return false;
+    }
+    struct expr_context ec = {.contexts = json_get(c, "contexts")};
+    struct template_context tc = {
+        .expr = &ec, .file_table = a->file_table, .file_count = a->file_count};
+    json_t *have = NULL;
+    if (strcmp(kind, "input-default") == 0 && a->input_count == 1) {
+        char *value = template_evaluate_string(a->inputs[0].default_value, &tc, &err);
+        have = value ? json_string(value) : NULL;
+        free(value);
+    } else if (strcmp(kind, "container-env") == 0) {
+        have = template_evaluate_string_map(a->env, &tc, &err);
+    }
+    bool ok = have && json_equal(have, json_get(c, "expected"));
+    if (!ok) {
+        cleanup_free char *shown = have ? json_dumps(have, JSON_ENCODE_ANY) : NULL;
+        printf("FAIL actions-runner/action-evaluation/%s: have %s\n", key,
+               shown ? shown : err.message);
+    }
+    json_decref(have);
+    action_free(a);
+    return ok;
+}
+
+static void run_evaluations(const char *dir)
+{
+    cleanup_free char *index = path_join(dir, "action-evaluation.json");
+    struct error err = {0};
+    json_t *corpus = json_load_path(index, &err);
+    if (!corpus) {
+        printf("actions-runner/action-evaluation: 0 passed, 0 failed, 1 skipped (%s absent)\n",
+               index);
+        return;
+    }
+    char folder[] = "/tmp/harrier-action-evaluation-XXXXXX";
+    int passed = 0, failures = 0;
+    if (!mkdtemp(folder)) {
+        printf("actions-runner/action-evaluation: cannot make a temporary folder\n");
+        json_decref(corpus);
+        return;
+    }
+    json_t *c;
+    size_t i;
+    json_array_foreach(json_get(corpus, "cases"), i, c)
+    {
+        if (run_evaluation(c, folder))
+            passed++;
+        else
+            failures++;
+    }
+    path_remove_all(folder, &err);
+    printf("actions-runner/action-evaluation: %d passed, %d failed\n", passed, failures);
+    json_decref(corpus);
+}
+
 int main(void)
 {
     const char *root = getenv("HARRIER_CONFORMANCE_DIR");
@@ -185,6 +261,7 @@ int main(void)
     }
     printf("actions-runner/action-manifests: %d passed, %d failed\n", passed, failures);
     json_decref(corpus);
+    run_evaluations(dir);
     arena_free(&scratch);
     return 0;
 }

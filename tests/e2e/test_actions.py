@@ -647,3 +647,24 @@ def test_worker_runs_the_planners_message_the_same(repo, exec_in, harrier, serve
     interesting = lambda evs: [l for l in logs(evs) if l.startswith(("pre ", "main ", "post "))]
     assert interesting(again) == interesting(first)
     assert "post sees state=main-saved-this" in logs(again)
+
+
+def test_a_missing_node_is_named(repo, exec_in):
+    write_action(repo, ".github/actions/plain", {
+        "action.yml": "runs: {using: node20, main: index.js}\n",
+        "index.js": "console.log('never')\n",
+    })
+    repo.write(".github/workflows/ci.yml", """
+        on: push
+        jobs:
+          build:
+            runs-on: self-hosted
+            steps:
+              - uses: actions/checkout@v4
+              - uses: ./.github/actions/plain
+    """)
+    p = exec_in("--node", "/nonexistent/node", "--actions-url",
+                "http://127.0.0.1:9/{owner}/{repo}/{ref}")
+    assert p.returncode == 1
+    assert "is a JavaScript action and no node was found" in p.stdout
+    assert "--node PATH" in p.stdout
