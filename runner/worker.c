@@ -13,6 +13,7 @@
 #include "runner/masker.h"
 #include "runner/shell.h"
 #include "runner/step_commands.h"
+#include "runner/worker_internal.h"
 #include "workflow/template.h"
 
 #include <ctype.h>
@@ -29,10 +30,6 @@
 #include <unistd.h>
 #include <uv.h>
 
-enum job_status { JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELLED };
-
-/* The file commands of one step: name in the step's env, file name prefix. */
-enum { FC_OUTPUT, FC_ENV, FC_PATH, FC_STATE, FC_SUMMARY, FC_COUNT };
 static const struct {
     const char *env;
     const char *prefix;
@@ -48,102 +45,6 @@ static const struct {
 static const char *const step_named_values[] = {"github", "env",      "vars",  "secrets",
                                                 "matrix", "strategy", "needs", "inputs",
                                                 "job",    "runner",   "steps", NULL};
-
-struct worker;
-
-/* What a uses: step runs: found (and downloaded) once per step, at set-up for the job's own
- * steps, when a composite starts for the steps inside it. */
-struct resolved_action {
-    struct resolved_action *next;
-    const struct job_step *step;
-    struct action *action; /* NULL for the checkout copy */
-    char *dir;             /* the action's folder */
-    char *repository;      /* owner/repo, "" for local actions */
-    char *ref;
-    bool checkout_copy; /* local mode: actions/checkout could not be fetched; copy the tree */
-    json_t *state;      /* STATE_* saved by its pre and main steps */
-};
-
-/* The steps being run: the job's, or a composite action's (pushed when it starts). */
-struct frame {
-    struct frame *parent, *next_all;
-    struct running_step *owner; /* the composite's step; NULL for the job */
-    struct resolved_action *resolved;
-    struct job_step *steps;
-    size_t count, next;
-    json_t *steps_context, *inputs_context;
-    json_t *env_overlay; /* the env: of the uses: steps around this frame */
-    bool failed;
-    struct arena arena; /* the steps, converted from action.yml */
-};
-
-/* A post step waiting for the job's end, registered when its action's main step ran. */
-struct post_step {
-    struct post_step *next;
-    const struct job_step *step;
-    struct resolved_action *resolved;
-    struct frame *frame;
-    char *display_name;
-};
-
-struct running_step {
-    struct worker *w;
-    const struct job_step *step;
-    int number;
-    char *display_name;
-    struct sandbox_step *handle;
-    uv_pipe_t out;
-    bool out_open, out_closing; /* open: reading; closing: uv_close called, callback pending */
-    uv_timer_t timer;
-    bool timer_open, timer_closing;
-    struct buf partial; /* output after the last newline */
-    struct step_commands *commands;
-    json_t *env;     /* the step's env context: job env + step env */
-    json_t *outputs; /* steps.<id>.outputs */
-    char *files[FC_COUNT];
-    char *script_path;
-    bool exited;
-    struct sandbox_step_result result;
-    bool timed_out, failed_by_command, continue_on_error;
-    double timeout_minutes;
-    uint64_t started_ms;
-    enum events_stage stage;
-    struct frame *frame;
-    struct resolved_action *resolved; /* uses: steps */
-    bool inner;                       /* in a composite: logs under the composite's number */
-    json_t *input_values;             /* the action's inputs: with: and defaults */
-};
-
-struct worker {
-    uv_loop_t loop;
-    struct job_message *msg;
-    const struct worker_options *opt;
-    struct masker *masker;
-    struct events_writer *events;
-    int step_counter; /* steps are numbered from 1 in the order they run (events.h) */
-    struct sandbox_job *sandbox;
-    char *workspace, *temp, *tool_cache, *file_commands_dir, *event_path;
-    json_t *contexts; /* github, env, vars, secrets, matrix, strategy, needs, inputs, job, runner,
-                         steps */
-    json_t *job_env;  /* workflow + job env, then GITHUB_ENV additions */
-    struct file_commands_path_list path;
-    const char *default_shell, *default_working_directory;
-    char *defaults_shell, *defaults_working_directory;
-    enum job_status status;
-    bool cancel_requested;
-    size_t next_step;
-    struct running_step *current;
-    uv_signal_t sigint, sigterm;
-    uv_async_t cancel_async;
-    uv_timer_t advance; /* moves to the next step from a fresh loop turn, never from a
-                           callback of the step that just ended */
-    struct resolved_action *resolved;
-    struct frame *frame, *frames;             /* the current frame; every frame, freed at the end */
-    struct post_step *pre_steps, *post_steps; /* pre: in order; post: a stack */
-    char *actions_cache;
-    char *node_version; /* "v20.1.0", once asked */
-    int probe_fd;
-};
 
 static struct worker *current_worker;
 
@@ -222,8 +123,7 @@ static const struct expr_function status_functions[] = {
 
 static const struct expr_parse_options step_parse_options = {step_named_values, status_functions};
 
-static void template_context_for(struct worker *w, struct expr_context *ec,
-                                 struct template_context *tc)
+void worker_template_context(struct worker *w, struct expr_context *ec, struct template_context *tc)
 {
     *ec = (struct expr_context){.contexts = w->contexts, .functions = status_functions, .host = w};
     *tc = (struct template_context){.expr = ec,
@@ -234,15 +134,15 @@ static void template_context_for(struct worker *w, struct expr_context *ec,
 
 /* --- events ---------------------------------------------------------------------------- */
 
-static void log_line(struct worker *w, const struct running_step *rs, const char *line)
+void worker_log_line(struct worker *w, const struct running_step *rs, const char *line)
 {
     events_log(w->events, rs ? rs->number : 0, line, strlen(line), NULL);
 }
 
-static void log_warning(struct worker *w, const struct running_step *rs, const char *message)
+void worker_log_warning(struct worker *w, const struct running_step *rs, const char *message)
 {
     cleanup_free char *line = xasprintf("##[warning]%s", message);
-    log_line(w, rs, line);
+    worker_log_line(w, rs, line);
     struct step_annotation a = {.level = ANNOTATION_WARNING, .message = message};
     events_annotation(w->events, rs ? rs->number : 0, &a, NULL);
 }
@@ -275,13 +175,13 @@ static void log_error_annotation(struct worker *w, const struct running_step *rs
                                  const char *message)
 {
     cleanup_free char *line = xasprintf("##[error]%s", message);
-    log_line(w, rs, line);
+    worker_log_line(w, rs, line);
     struct step_annotation a = {.level = ANNOTATION_ERROR, .message = message};
     events_annotation(w->events, rs ? rs->number : 0, &a, NULL);
 }
 
 /* A setup or evaluation error: shown as GitHub shows it, the step (or job) then fails. */
-static void report_error(struct worker *w, const struct running_step *rs, const struct error *err)
+void worker_report_error(struct worker *w, const struct running_step *rs, const struct error *err)
 {
     char text[ERROR_MESSAGE_MAX + ERROR_WHERE_MAX + 64];
     if (err->where[0] && err->line > 0)
@@ -396,7 +296,7 @@ static int evaluate_job_env(struct worker *w, struct error *err)
     json_object_set(w->contexts, "env", w->job_env);
     struct expr_context ec;
     struct template_context tc;
-    template_context_for(w, &ec, &tc);
+    worker_template_context(w, &ec, &tc);
     for (size_t i = 0; i < w->msg->environment_count; i++) {
         json_t *env = template_evaluate_string_map(w->msg->environment[i], &tc, err);
         if (!env)
@@ -412,7 +312,7 @@ static int evaluate_defaults(struct worker *w, struct error *err)
 {
     struct expr_context ec;
     struct template_context tc;
-    template_context_for(w, &ec, &tc);
+    worker_template_context(w, &ec, &tc);
     for (size_t i = 0; i < w->msg->defaults_count; i++) {
         json_t *d = template_evaluate(w->msg->defaults[i], &tc, err);
         if (!d)
@@ -587,7 +487,7 @@ static void on_output_line(struct running_step *rs, const char *line, size_t len
         const struct step_action *a = &r.actions[i];
         switch (a->kind) {
         case STEP_ACTION_LOG:
-            log_line(rs->w, rs, a->text);
+            worker_log_line(rs->w, rs, a->text);
             break;
         case STEP_ACTION_ANNOTATION:
             events_annotation(rs->w->events, rs->number, &a->annotation, NULL);
@@ -736,7 +636,7 @@ static void apply_file_commands(struct running_step *rs)
             json_object_set_new(rs->outputs, pairs.items[i].name,
                                 json_stringn(pairs.items[i].value, pairs.items[i].value_len));
     } else if (outputs) {
-        report_error(w, rs, &err);
+        worker_report_error(w, rs, &err);
         rs->failed_by_command = true;
     }
     file_command_pairs_free(&pairs);
@@ -752,7 +652,7 @@ static void apply_file_commands(struct running_step *rs)
                                 json_stringn(pairs.items[i].value, pairs.items[i].value_len));
         }
     } else if (env) {
-        report_error(w, rs, &err);
+        worker_report_error(w, rs, &err);
         rs->failed_by_command = true;
     }
     file_command_pairs_free(&pairs);
@@ -762,7 +662,7 @@ static void apply_file_commands(struct running_step *rs)
             json_object_set_new(rs->resolved->state, pairs.items[i].name,
                                 json_stringn(pairs.items[i].value, pairs.items[i].value_len));
     } else if (state && rs->resolved) {
-        report_error(w, rs, &err);
+        worker_report_error(w, rs, &err);
         rs->failed_by_command = true;
     }
     file_command_pairs_free(&pairs);
@@ -777,7 +677,7 @@ static void apply_file_commands(struct running_step *rs)
     struct stat st;
     if (stat(rs->files[FC_SUMMARY], &st) == 0 && st.st_size > 0) {
         if (file_commands_check_summary((uint64_t)st.st_size, &err) < 0) {
-            report_error(w, rs, &err);
+            worker_report_error(w, rs, &err);
         } else {
             cleanup_free char *summary = read_small_file(rs->files[FC_SUMMARY], &len);
             if (summary)
@@ -786,7 +686,7 @@ static void apply_file_commands(struct running_step *rs)
     }
 }
 
-static void running_step_free(struct running_step *rs)
+void worker_running_step_free(struct running_step *rs)
 {
     for (int i = 0; i < FC_COUNT; i++) {
         if (rs->files[i])
@@ -807,7 +707,7 @@ static void running_step_free(struct running_step *rs)
 }
 
 /* Records the step in the steps context and the job status, and reports it. */
-static void finish_step(struct running_step *rs, enum events_result outcome)
+void worker_finish_step(struct running_step *rs, enum events_result outcome)
 {
     struct worker *w = rs->w;
     enum events_result conclusion = outcome;
@@ -845,7 +745,7 @@ static void step_maybe_done(struct running_step *rs)
         log_error_annotation(w, rs, m);
         outcome = EVENTS_FAILURE;
     } else if (rs->result.canceled || (w->cancel_requested && rs->result.term_signal)) {
-        log_line(w, rs, "##[error]The operation was canceled.");
+        worker_log_line(w, rs, "##[error]The operation was canceled.");
         outcome = EVENTS_CANCELLED;
     } else if (rs->result.term_signal || rs->result.exit_code != 0) {
         cleanup_free char *m =
@@ -857,9 +757,9 @@ static void step_maybe_done(struct running_step *rs)
     } else if (rs->failed_by_command) {
         outcome = EVENTS_FAILURE;
     }
-    finish_step(rs, outcome);
+    worker_finish_step(rs, outcome);
     w->current = NULL;
-    running_step_free(rs);
+    worker_running_step_free(rs);
     uv_timer_start(&w->advance, on_advance, 0, 0);
 }
 
@@ -942,28 +842,28 @@ static void log_step_header(struct running_step *rs, const char *script, const c
 {
     struct worker *w = rs->w;
     cleanup_free char *group = xasprintf("##[group]%s", rs->display_name);
-    log_line(w, rs, group);
+    worker_log_line(w, rs, group);
     size_t n;
     char **lines = str_split(script, '\n', &n);
     for (size_t i = 0; i < n; i++)
         if (i + 1 < n || *lines[i])
-            log_line(w, rs, lines[i]);
+            worker_log_line(w, rs, lines[i]);
     str_list_free(lines);
     if (shell) {
         cleanup_free char *shell_line = xasprintf("shell: %s", shell);
-        log_line(w, rs, shell_line);
+        worker_log_line(w, rs, shell_line);
     }
     if (json_object_size(step_env)) {
-        log_line(w, rs, "env:");
+        worker_log_line(w, rs, "env:");
         const char *k;
         json_t *v;
         json_object_foreach(step_env, k, v)
         {
             cleanup_free char *line = xasprintf("  %s: %s", k, json_string_value(v));
-            log_line(w, rs, line);
+            worker_log_line(w, rs, line);
         }
     }
-    log_line(w, rs, "##[endgroup]");
+    worker_log_line(w, rs, "##[endgroup]");
 }
 
 static char *shell_display(const struct shell_command *cmd, const char *script_path)
@@ -978,7 +878,7 @@ static char *shell_display(const struct shell_command *cmd, const char *script_p
 }
 
 /* Starts argv in the job's sandbox, its output read into the step's log. */
-static int spawn_process(struct running_step *rs, const char *const *argv, const char *cwd,
+int worker_spawn_process(struct running_step *rs, const char *const *argv, const char *cwd,
                          struct error *err)
 {
     struct worker *w = rs->w;
@@ -1049,378 +949,9 @@ static int spawn_script(struct running_step *rs, json_t *inputs, const struct te
     json_t *step_only = template_evaluate_string_map(rs->step->environment, tc, err);
     log_step_header(rs, script, shown, step_only ? step_only : rs->env);
     json_decref(step_only);
-    int rc = spawn_process(rs, (const char *const *)cmd.argv, cwd, err);
+    int rc = worker_spawn_process(rs, (const char *const *)cmd.argv, cwd, err);
     shell_command_free(&cmd);
     return rc;
-}
-
-/* --- uses: steps ------------------------------------------------------------------------- */
-
-static bool is_checkout(const struct job_step *s)
-{
-    return s->repository_name && str_eq_nocase(s->repository_name, "actions/checkout") &&
-           !*s->repository_path;
-}
-
-/* A remote action from the cache, downloaded when missing. */
-static int resolve_remote(struct worker *w, const struct job_step *s, struct resolved_action *r,
-                          struct error *err)
-{
-    const char *name = s->repository_name ? s->repository_name : "";
-    const char *slash = strchr(name, '/');
-    if (!slash || !s->repository_ref || !*s->repository_ref)
-        return error_set(err, EINVAL, "Expected format {owner}/{repo}[/path]@ref. Actual '%s@%s'",
-                         name, s->repository_ref ? s->repository_ref : "");
-    cleanup_free char *owner = xstrndup(name, (size_t)(slash - name));
-    const char *token = json_get_string(json_get(w->contexts, "secrets"), "GITHUB_TOKEN");
-    struct action_cache_options o = {
-        .cache_dir = w->actions_cache,
-        .base_url = w->opt->actions_url,
-        .token = token && *token ? token : NULL,
-        .offline = w->opt->offline,
-    };
-    cleanup_free char *root = NULL;
-    bool downloaded = false;
-    r->repository = xstrdup(name);
-    r->ref = xstrdup(s->repository_ref);
-    if (action_cache_get(&o, owner, slash + 1, s->repository_ref, &root, &downloaded, err) < 0) {
-        /* As act: in local mode, checking out the repository being run is copying it. */
-        if (!is_checkout(s) || !w->opt->checkout_dir || w->opt->no_checkout_copy)
-            return err->code;
-        cleanup_free char *m =
-            xasprintf("%s@%s could not be fetched (%s): the step copies %s "
-                      "instead (--no-checkout-copy turns this off)",
-                      name, s->repository_ref, err->message, w->opt->checkout_dir);
-        log_line(w, NULL, m);
-        error_clear(err);
-        r->checkout_copy = true;
-        return 0;
-    }
-    if (downloaded) {
-        cleanup_free char *m = xasprintf("Download action repository '%s@%s'", name, r->ref);
-        log_line(w, NULL, m);
-    }
-    r->dir = path_join(root, s->repository_path);
-    return action_load(r->dir, &r->action, err);
-}
-
-/* Finds what a uses: step runs (once per step). */
-static int resolve_step(struct worker *w, const struct job_step *s, struct resolved_action **out,
-                        struct error *err)
-{
-    for (struct resolved_action *r = w->resolved; r; r = r->next) {
-        if (r->step == s) {
-            *out = r;
-            return 0;
-        }
-    }
-    if (s->kind == JOB_STEP_CONTAINER)
-        return error_set(err, ENOTSUP,
-                         "'docker://%s' is a container action: harrier cannot run container "
-                         "actions yet (it has no OCI image runtime); use a run: step, or a "
-                         "JavaScript or composite action",
-                         s->image);
-    struct resolved_action *r = xcalloc(1, sizeof *r);
-    r->step = s;
-    r->state = json_object();
-    int rc;
-    if (s->repository_type && str_eq_nocase(s->repository_type, "self")) {
-        cleanup_free char *joined = path_join(w->workspace, s->repository_path);
-        r->dir = path_normalize(joined);
-        r->repository = xstrdup("");
-        r->ref = xstrdup("");
-        rc = action_load(r->dir, &r->action, err);
-    } else {
-        rc = resolve_remote(w, s, r, err);
-    }
-    r->next = w->resolved;
-    w->resolved = r; /* freed with the job, whatever happened */
-    *out = r;
-    return rc;
-}
-
-static void resolved_action_free(struct resolved_action *r)
-{
-    action_free(r->action);
-    free(r->dir);
-    free(r->repository);
-    free(r->ref);
-    json_decref(r->state);
-    free(r);
-}
-
-/* github.action* for the step: its context name and, for actions, where the action is (a step
- * inside a composite action sees the composite's). */
-static void set_action_context(struct running_step *rs)
-{
-    json_t *github = json_get(rs->w->contexts, "github");
-    const struct resolved_action *r = rs->resolved;
-    if ((!r || !r->action) && rs->frame->resolved)
-        r = rs->frame->resolved;
-    json_object_set_new(github, "action",
-                        json_string(rs->step->context_name ? rs->step->context_name : ""));
-    json_object_set_new(github, "action_path", json_string(r && r->dir ? r->dir : ""));
-    json_object_set_new(github, "action_repository",
-                        json_string(r && r->repository ? r->repository : ""));
-    json_object_set_new(github, "action_ref", json_string(r && r->ref ? r->ref : ""));
-}
-
-/* The action's inputs: with: values, then defaults (which may be expressions) for the rest;
- * with: keys the action does not declare are passed on with a warning, as GitHub does. */
-static json_t *action_input_values(struct running_step *rs, json_t *with,
-                                   const struct template_context *tc, struct error *err)
-{
-    const struct action *a = rs->resolved->action;
-    struct template_context atc = *tc;
-    atc.file_table = a->file_table;
-    atc.file_count = a->file_count;
-    json_t *values = json_object();
-    for (size_t i = 0; i < a->input_count; i++) {
-        const struct action_input *in = &a->inputs[i];
-        json_t *given = json_get(with, in->name);
-        if (given) {
-            json_object_set(values, in->name, given);
-            if (in->deprecation_message) {
-                cleanup_free char *m = xasprintf("Input '%s' has been deprecated with message: %s",
-                                                 in->name, in->deprecation_message);
-                log_warning(rs->w, rs, m);
-            }
-            continue;
-        }
-        if (!in->default_value)
-            continue;
-        char *value = template_evaluate_string(in->default_value, &atc, err);
-        if (!value) {
-            json_decref(values);
-            return NULL;
-        }
-        json_object_set_new(values, in->name, json_string(value));
-        free(value);
-    }
-    struct buf unexpected = BUF_INIT;
-    const char *k;
-    json_t *v;
-    json_object_foreach(with, k, v)
-    {
-        if (json_get(values, k))
-            continue;
-        json_object_set(values, k, v);
-        buf_printf(&unexpected, "%s'%s'", unexpected.len ? ", " : "", k);
-    }
-    if (unexpected.len && a->kind != ACTION_DOCKER) {
-        struct buf valid = BUF_INIT;
-        for (size_t i = 0; i < a->input_count; i++)
-            buf_printf(&valid, "%s'%s'", i ? ", " : "", a->inputs[i].name);
-        cleanup_free char *m = xasprintf("Unexpected input(s) %s, valid inputs are [%s]",
-                                         unexpected.data, valid.len ? valid.data : "");
-        log_warning(rs->w, rs, m);
-        buf_free(&valid);
-    }
-    buf_free(&unexpected);
-    return values;
-}
-
-/* "Run owner/repo@ref" with its inputs, as the official runner's group shows them. */
-static void log_action_header(struct running_step *rs)
-{
-    struct worker *w = rs->w;
-    cleanup_free char *group = xasprintf("##[group]%s", rs->display_name);
-    log_line(w, rs, group);
-    if (json_object_size(rs->input_values)) {
-        log_line(w, rs, "with:");
-        const char *k;
-        json_t *v;
-        json_object_foreach(rs->input_values, k, v)
-        {
-            cleanup_free char *line = xasprintf("  %s: %s", k, json_string_value(v));
-            log_line(w, rs, line);
-        }
-    }
-    log_line(w, rs, "##[endgroup]");
-}
-
-static const char *action_label(const struct running_step *rs)
-{
-    const struct job_step *s = rs->step;
-    return s->repository_name ? s->repository_name : s->repository_path;
-}
-
-static int node_major(const char *version)
-{
-    return version ? atoi(version + (version[0] == 'v')) : 0;
-}
-
-static const char *node_program(const struct worker *w)
-{
-    return w->opt->node ? w->opt->node : "node";
-}
-
-static int spawn_node(struct running_step *rs, struct error *err)
-{
-    struct worker *w = rs->w;
-    const struct action *a = rs->resolved->action;
-    const char *entry = rs->stage == EVENTS_STAGE_PRE    ? a->pre
-                        : rs->stage == EVENTS_STAGE_POST ? a->post
-                                                         : a->main;
-    cleanup_free char *script = path_join(rs->resolved->dir, entry);
-    if (!path_is_inside(rs->resolved->dir, script))
-        return error_set(err, EINVAL, "%s: '%s' is outside the action's folder", a->file, entry);
-    if (!w->node_version)
-        return error_set(err, ENOENT,
-                         "%s is a JavaScript action and no node was found: install Node.js or "
-                         "give one with --node PATH",
-                         action_label(rs));
-    if (node_major(w->node_version) != a->node_version) {
-        cleanup_free char *m = xasprintf("%s declares 'using: %s'; running it with node %s",
-                                         action_label(rs), a->using, w->node_version);
-        log_warning(w, rs, m);
-    }
-    const char *argv[] = {node_program(w), script, NULL};
-    return spawn_process(rs, argv, w->workspace, err);
-}
-
-/* --- the checkout copy (local mode) ---------------------------------------------------- */
-
-static int copy_file(const char *from, const char *to, mode_t mode, struct error *err)
-{
-    cleanup_fd int in = open(from, O_RDONLY | O_CLOEXEC);
-    if (in < 0)
-        return error_set_errno(err, errno, "cannot read %s", from);
-    cleanup_fd int out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode & 07777);
-    if (out < 0)
-        return error_set_errno(err, errno, "cannot write %s", to);
-    char chunk[65536];
-    ssize_t n;
-    while ((n = read(in, chunk, sizeof chunk)) > 0)
-        if (write(out, chunk, (size_t)n) != n)
-            return error_set_errno(err, errno, "cannot write %s", to);
-    return n < 0 ? error_set_errno(err, errno, "cannot read %s", from) : 0;
-}
-
-/* Copies the tree from into to (files, folders, symbolic links as they are), leaving out
- * `skip` (the work folder, when it sits inside the checkout). */
-static int copy_tree(const char *from, const char *to, const char *skip, struct error *err)
-{
-    if (path_mkdir_all(to, 0755, err) < 0)
-        return err->code;
-    DIR *dir = opendir(from);
-    if (!dir)
-        return error_set_errno(err, errno, "cannot read %s", from);
-    int rc = 0;
-    struct dirent *e;
-    while (rc == 0 && (e = readdir(dir))) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        cleanup_free char *src = path_join(from, e->d_name);
-        cleanup_free char *dst = path_join(to, e->d_name);
-        struct stat st;
-        if (strcmp(src, skip) == 0 || lstat(src, &st) < 0)
-            continue;
-        if (S_ISDIR(st.st_mode)) {
-            rc = copy_tree(src, dst, skip, err);
-        } else if (S_ISLNK(st.st_mode)) {
-            char target[4096];
-            ssize_t n = readlink(src, target, sizeof target - 1);
-            if (n >= 0) {
-                target[n] = '\0';
-                unlink(dst);
-                if (symlink(target, dst) < 0)
-                    rc = error_set_errno(err, errno, "cannot create %s", dst);
-            }
-        } else if (S_ISREG(st.st_mode)) {
-            rc = copy_file(src, dst, st.st_mode, err);
-        }
-    }
-    closedir(dir);
-    return rc;
-}
-
-static int run_checkout_copy(struct running_step *rs, struct error *err)
-{
-    struct worker *w = rs->w;
-    cleanup_free char *m =
-        xasprintf("Copying the working tree %s into %s", w->opt->checkout_dir, w->workspace);
-    log_line(w, rs, m);
-    return copy_tree(w->opt->checkout_dir, w->workspace, w->opt->work_root, err);
-}
-
-/* --- composite actions ----------------------------------------------------------------- */
-
-static void frame_free(struct frame *f)
-{
-    json_decref(f->steps_context);
-    json_decref(f->inputs_context);
-    json_decref(f->env_overlay);
-    arena_free(&f->arena);
-    free(f);
-}
-
-/* Pushes the composite's steps as a new frame; they run next, then end_composite. */
-static int start_composite(struct running_step *rs, const struct template_context *tc,
-                           struct error *err)
-{
-    struct worker *w = rs->w;
-    const struct action *a = rs->resolved->action;
-    struct frame *f = xcalloc(1, sizeof *f);
-    arena_init(&f->arena, 0);
-    f->parent = rs->frame;
-    f->owner = rs;
-    f->resolved = rs->resolved;
-    f->steps_context = json_object();
-    f->inputs_context = json_deep_copy(rs->input_values);
-    f->env_overlay = json_deep_copy(rs->frame->env_overlay);
-    json_t *step_env = template_evaluate_string_map(rs->step->environment, tc, err);
-    int rc = step_env ? 0 : err->code;
-    json_object_update(f->env_overlay, step_env);
-    json_decref(step_env);
-    int count = rc == 0 ? action_steps_convert(&f->arena, a, f, &f->steps, err) : rc;
-    if (count < 0) {
-        frame_free(f);
-        return count;
-    }
-    f->count = (size_t)count;
-    f->next_all = w->frames;
-    w->frames = f;
-    w->frame = f;
-    return 0;
-}
-
-static void enter_frame(struct worker *w, struct frame *f)
-{
-    json_object_set(w->contexts, "steps", f->steps_context);
-    json_object_set(w->contexts, "inputs", f->inputs_context);
-}
-
-/* The composite's steps have run: its outputs come from theirs, its result from theirs. */
-static void end_composite(struct worker *w, struct frame *f)
-{
-    struct running_step *rs = f->owner;
-    const struct action *a = rs->resolved->action;
-    enter_frame(w, f);
-    struct expr_context ec;
-    struct template_context tc;
-    template_context_for(w, &ec, &tc);
-    tc.file_table = a->file_table;
-    tc.file_count = a->file_count;
-    for (size_t i = 0; i < a->output_count; i++) {
-        struct error err = {0};
-        char *value = a->outputs[i].value ? template_evaluate_string(a->outputs[i].value, &tc, &err)
-                                          : xstrdup("");
-        if (!value) {
-            report_error(w, rs, &err);
-            f->failed = true;
-            continue;
-        }
-        json_object_set_new(rs->outputs, a->outputs[i].name, json_string(value));
-        free(value);
-    }
-    w->frame = f->parent;
-    enter_frame(w, f->parent);
-    enum events_result outcome = f->failed ? EVENTS_FAILURE : EVENTS_SUCCESS;
-    if (w->cancel_requested && f->failed)
-        outcome = EVENTS_CANCELLED;
-    finish_step(rs, outcome);
-    running_step_free(rs);
 }
 
 /* --- starting a step ------------------------------------------------------------------- */
@@ -1430,7 +961,7 @@ static bool condition_true(struct worker *w, const char *condition, struct error
 {
     struct expr_context ec;
     struct template_context tc;
-    template_context_for(w, &ec, &tc);
+    worker_template_context(w, &ec, &tc);
     struct expr_value v = {0};
     enum expr_stage stage;
     if (expr_evaluate_text(condition, &step_parse_options, &ec, &v, &stage, err) < 0)
@@ -1449,59 +980,12 @@ static void skip_step(struct worker *w, const struct job_step *s, int number, bo
         events_step_finished(w->events, number, EVENTS_SKIPPED, EVENTS_SKIPPED, NULL, 0, NULL);
 }
 
-static void register_post(struct worker *w, struct running_step *rs)
-{
-    struct post_step *p = xcalloc(1, sizeof *p);
-    p->step = rs->step;
-    p->resolved = rs->resolved;
-    p->frame = rs->frame;
-    p->display_name = xasprintf("Post %s", rs->display_name);
-    p->next = w->post_steps;
-    w->post_steps = p;
-}
-
 static void post_step_free(struct post_step *p)
 {
     if (!p)
         return;
     free(p->display_name);
     free(p);
-}
-
-enum step_start { STEP_FINISHED, STEP_RUNNING, STEP_ENTERED };
-
-/* A uses: step: the checkout copy, a JavaScript action's process, or a composite's frame. */
-static int start_action(struct running_step *rs, json_t *with, const struct template_context *tc,
-                        enum step_start *started, struct error *err)
-{
-    struct worker *w = rs->w;
-    struct resolved_action *r = rs->resolved;
-    if (r->checkout_copy)
-        return run_checkout_copy(rs, err);
-    const struct action *a = r->action;
-    if (a->kind == ACTION_DOCKER)
-        return error_set(err, ENOTSUP,
-                         "%s is a Docker container action (runs.using: %s): harrier cannot run "
-                         "container actions yet (it has no OCI image runtime)",
-                         action_label(rs), a->using);
-    rs->input_values = action_input_values(rs, with, tc, err);
-    if (!rs->input_values)
-        return err->code;
-    if (rs->stage == EVENTS_STAGE_MAIN)
-        log_action_header(rs);
-    if (a->kind == ACTION_COMPOSITE) {
-        if (start_composite(rs, tc, err) < 0)
-            return err->code;
-        *started = STEP_ENTERED;
-        return 0;
-    }
-    if (spawn_node(rs, err) < 0)
-        return err->code;
-    /* Post steps run at the job's end for actions whose main step ran. */
-    if (rs->stage == EVENTS_STAGE_MAIN && a->post)
-        register_post(w, rs);
-    *started = STEP_RUNNING;
-    return 0;
 }
 
 static char *stage_display_name(struct running_step *rs, const struct template_context *tc,
@@ -1532,14 +1016,14 @@ static enum step_start start_step(struct worker *w, const struct job_step *s,
     rs->resolved = item ? item->resolved : NULL;
     struct expr_context ec;
     struct template_context tc;
-    template_context_for(w, &ec, &tc);
+    worker_template_context(w, &ec, &tc);
     struct error err = {0};
     json_t *inputs = NULL;
     json_object_set(w->contexts, "env", w->job_env);
     int rc = 0;
     if (s->kind != JOB_STEP_SCRIPT && !rs->resolved)
-        rc = resolve_step(w, s, &rs->resolved, &err);
-    set_action_context(rs);
+        rc = worker_resolve_step(w, s, &rs->resolved, &err);
+    worker_set_action_context(rs);
     if (rc == 0) {
         rs->env = evaluate_step_env(rs, &tc, &err);
         if (rs->env) {
@@ -1576,7 +1060,7 @@ static enum step_start start_step(struct worker *w, const struct job_step *s,
             rc = spawn_script(rs, inputs, &tc, &err);
             started = STEP_RUNNING;
         } else {
-            rc = start_action(rs, inputs, &tc, &started, &err);
+            rc = worker_start_action(rs, inputs, &tc, &started, &err);
         }
     }
     json_decref(inputs);
@@ -1587,9 +1071,9 @@ static enum step_start start_step(struct worker *w, const struct job_step *s,
     if (rc == 0 && started == STEP_ENTERED)
         return STEP_ENTERED; /* rs lives on as the frame's owner */
     if (rc < 0)
-        report_error(w, rs, &err);
-    finish_step(rs, rc < 0 ? EVENTS_FAILURE : EVENTS_SUCCESS);
-    running_step_free(rs);
+        worker_report_error(w, rs, &err);
+    worker_finish_step(rs, rc < 0 ? EVENTS_FAILURE : EVENTS_SUCCESS);
+    worker_running_step_free(rs);
     return STEP_FINISHED;
 }
 
@@ -1621,7 +1105,7 @@ static void start_next_step(struct worker *w)
         } else if (f->next < f->count) {
             s = &f->steps[f->next++];
         } else if (f->owner) {
-            end_composite(w, f);
+            worker_end_composite(w, f);
             continue;
         } else if (w->post_steps) {
             item = w->post_steps;
@@ -1631,7 +1115,7 @@ static void start_next_step(struct worker *w)
         } else {
             break;
         }
-        enter_frame(w, item ? item->frame : f);
+        worker_enter_frame(w, item ? item->frame : f);
         json_object_set(w->contexts, "env", w->job_env);
         struct error err = {0};
         const char *condition = item ? stage_condition(w, item, stage) : s->condition;
@@ -1643,7 +1127,7 @@ static void start_next_step(struct worker *w)
                 events_step_started(w->events, number, s->id,
                                     item ? item->display_name : s->context_name, stage, NULL);
             if (err.message[0]) {
-                report_error(w, NULL, &err);
+                worker_report_error(w, NULL, &err);
                 w->status = JOB_FAILED;
             }
             if (stage == EVENTS_STAGE_MAIN)
@@ -1671,12 +1155,12 @@ static json_t *evaluate_job_outputs(struct worker *w)
         return outputs;
     struct expr_context ec;
     struct template_context tc;
-    template_context_for(w, &ec, &tc);
+    worker_template_context(w, &ec, &tc);
     json_object_set(w->contexts, "env", w->job_env);
     struct error err = {0};
     json_t *values = template_evaluate_string_map(w->msg->job_outputs, &tc, &err);
     if (!values) {
-        report_error(w, NULL, &err);
+        worker_report_error(w, NULL, &err);
         return outputs;
     }
     const char *k;
@@ -1689,7 +1173,7 @@ static json_t *evaluate_job_outputs(struct worker *w)
             /* As the official runner: an output that holds a secret is not passed on. */
             cleanup_free char *m = xasprintf("Skip output '%s' since it may contain secret.", k);
             cleanup_free char *line = xasprintf("##[warning]%s", m);
-            log_line(w, NULL, line);
+            worker_log_line(w, NULL, line);
             continue;
         }
         json_object_set(outputs, k, v);
@@ -1765,7 +1249,7 @@ static int prepare_actions(struct worker *w, struct error *err)
             (s->repository_type && str_eq_nocase(s->repository_type, "self")))
             continue;
         struct resolved_action *r;
-        if (resolve_step(w, s, &r, err) < 0)
+        if (worker_resolve_step(w, s, &r, err) < 0)
             return err->code;
         if (!r->action || r->action->kind != ACTION_NODE || !r->action->pre)
             continue;
@@ -1880,7 +1364,7 @@ int worker_run(struct job_message *message, const struct worker_options *options
     events_job_started(w->events, message->job_id, message->job_display_name, NULL);
     int rc = set_up(w, err);
     if (rc < 0) {
-        report_error(w, NULL, err);
+        worker_report_error(w, NULL, err);
         w->status = JOB_FAILED;
         w->next_step = message->step_count; /* nothing runs; the job still reports its end */
     }
@@ -1905,12 +1389,12 @@ int worker_run(struct job_message *message, const struct worker_options *options
     while (w->resolved) {
         struct resolved_action *r = w->resolved;
         w->resolved = r->next;
-        resolved_action_free(r);
+        worker_resolved_action_free(r);
     }
     while (w->frames) {
         struct frame *f = w->frames;
         w->frames = f->next_all;
-        frame_free(f);
+        worker_frame_free(f);
     }
     for (struct post_step *lists[] = {w->pre_steps, w->post_steps}, **l = lists; l < lists + 2; l++)
         while (*l) {

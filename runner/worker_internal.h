@@ -1,0 +1,153 @@
+/* worker_internal: what runner/worker.c (the job path: set-up, steps in order, the job's end)
+ * and runner/worker_actions.c (uses: steps: finding and downloading actions, JavaScript
+ * actions, composite actions, the checkout copy) share. Only these two files include it. */
+#ifndef HARRIER_RUNNER_WORKER_INTERNAL_H
+#define HARRIER_RUNNER_WORKER_INTERNAL_H
+
+#include "actions/action.h"
+#include "lib/buf.h"
+#include "runner/events.h"
+#include "runner/file_commands.h"
+#include "runner/masker.h"
+#include "runner/step_commands.h"
+#include "runner/worker.h"
+#include "workflow/template.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+enum job_status { JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELLED };
+
+/* The file commands of one step: name in the step's env, file name prefix. */
+enum { FC_OUTPUT, FC_ENV, FC_PATH, FC_STATE, FC_SUMMARY, FC_COUNT };
+
+struct worker;
+
+/* What a uses: step runs: found (and downloaded) once per step, at set-up for the job's own
+ * steps, when a composite starts for the steps inside it. */
+struct resolved_action {
+    struct resolved_action *next;
+    const struct job_step *step;
+    struct action *action; /* NULL for the checkout copy */
+    char *dir;             /* the action's folder */
+    char *repository;      /* owner/repo, "" for local actions */
+    char *ref;
+    bool checkout_copy; /* local mode: actions/checkout could not be fetched; copy the tree */
+    json_t *state;      /* STATE_* saved by its pre and main steps */
+};
+
+/* The steps being run: the job's, or a composite action's (pushed when it starts). */
+struct frame {
+    struct frame *parent, *next_all;
+    struct running_step *owner; /* the composite's step; NULL for the job */
+    struct resolved_action *resolved;
+    struct job_step *steps;
+    size_t count, next;
+    json_t *steps_context, *inputs_context;
+    json_t *env_overlay; /* the env: of the uses: steps around this frame */
+    bool failed;
+    struct arena arena; /* the steps, converted from action.yml */
+};
+
+/* A post step waiting for the job's end, registered when its action's main step ran. */
+struct post_step {
+    struct post_step *next;
+    const struct job_step *step;
+    struct resolved_action *resolved;
+    struct frame *frame;
+    char *display_name;
+};
+
+struct running_step {
+    struct worker *w;
+    const struct job_step *step;
+    int number;
+    char *display_name;
+    struct sandbox_step *handle;
+    uv_pipe_t out;
+    bool out_open, out_closing; /* open: reading; closing: uv_close called, callback pending */
+    uv_timer_t timer;
+    bool timer_open, timer_closing;
+    struct buf partial; /* output after the last newline */
+    struct step_commands *commands;
+    json_t *env;     /* the step's env context: job env + step env */
+    json_t *outputs; /* steps.<id>.outputs */
+    char *files[FC_COUNT];
+    char *script_path;
+    bool exited;
+    struct sandbox_step_result result;
+    bool timed_out, failed_by_command, continue_on_error;
+    double timeout_minutes;
+    uint64_t started_ms;
+    enum events_stage stage;
+    struct frame *frame;
+    struct resolved_action *resolved; /* uses: steps */
+    bool inner;                       /* in a composite: logs under the composite's number */
+    json_t *input_values;             /* the action's inputs: with: and defaults */
+};
+
+struct worker {
+    uv_loop_t loop;
+    struct job_message *msg;
+    const struct worker_options *opt;
+    struct masker *masker;
+    struct events_writer *events;
+    int step_counter; /* steps are numbered from 1 in the order they run (events.h) */
+    struct sandbox_job *sandbox;
+    char *workspace, *temp, *tool_cache, *file_commands_dir, *event_path;
+    json_t *contexts; /* github, env, vars, secrets, matrix, strategy, needs, inputs, job, runner,
+                         steps */
+    json_t *job_env;  /* workflow + job env, then GITHUB_ENV additions */
+    struct file_commands_path_list path;
+    const char *default_shell, *default_working_directory;
+    char *defaults_shell, *defaults_working_directory;
+    enum job_status status;
+    bool cancel_requested;
+    size_t next_step;
+    struct running_step *current;
+    uv_signal_t sigint, sigterm;
+    uv_async_t cancel_async;
+    uv_timer_t advance; /* moves to the next step from a fresh loop turn, never from a
+                           callback of the step that just ended */
+    struct resolved_action *resolved;
+    struct frame *frame, *frames;             /* the current frame; every frame, freed at the end */
+    struct post_step *pre_steps, *post_steps; /* pre: in order; post: a stack */
+    char *actions_cache;
+    char *node_version; /* "v20.1.0", once asked */
+    int probe_fd;
+};
+
+enum step_start { STEP_FINISHED, STEP_RUNNING, STEP_ENTERED };
+
+/* worker.c */
+void worker_template_context(struct worker *w, struct expr_context *ec,
+                             struct template_context *tc);
+void worker_log_line(struct worker *w, const struct running_step *rs, const char *line);
+void worker_log_warning(struct worker *w, const struct running_step *rs, const char *message);
+void worker_report_error(struct worker *w, const struct running_step *rs, const struct error *err);
+/* Records the step in its steps context and the job status, and reports it. */
+void worker_finish_step(struct running_step *rs, enum events_result outcome);
+void worker_running_step_free(struct running_step *rs);
+/* Starts argv in the job's sandbox, its output read into the step's log. */
+int worker_spawn_process(struct running_step *rs, const char *const *argv, const char *cwd,
+                         struct error *err);
+
+/* worker_actions.c */
+/* Finds what a uses: step runs, once per step (downloading it when it is not cached). */
+int worker_resolve_step(struct worker *w, const struct job_step *s, struct resolved_action **out,
+                        struct error *err);
+void worker_resolved_action_free(struct resolved_action *r);
+/* github.action* for the step. */
+void worker_set_action_context(struct running_step *rs);
+/* A uses: step: the checkout copy (finished at once), a JavaScript action's process
+ * (*started = STEP_RUNNING) or a composite's frame (STEP_ENTERED). */
+int worker_start_action(struct running_step *rs, json_t *with, const struct template_context *tc,
+                        enum step_start *started, struct error *err);
+void worker_enter_frame(struct worker *w, struct frame *f);
+/* The composite's steps have run: its outputs and result from theirs. */
+void worker_end_composite(struct worker *w, struct frame *f);
+void worker_frame_free(struct frame *f);
+
+#endif
