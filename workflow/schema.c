@@ -683,30 +683,81 @@ static struct token *key_string(struct reader *r, struct token *key)
                   key);
 }
 
+/* The keys of one mapping, compared ignoring case (GitHub's OrdinalIgnoreCase set); a hash
+ * index once there are many, so a mapping with thousands of keys stays linear. */
 struct seen_keys {
     const char **keys;
     size_t count, cap;
+    size_t *index; /* slots hold position + 1; 0 = empty */
+    size_t slots;
 };
+
+static size_t key_hash(const char *s)
+{
+    size_t h = 1469598103934665603ull;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c >= 'A' && c <= 'Z')
+            c = (unsigned char)(c - 'A' + 'a');
+        h = (h ^ c) * 1099511628211ull;
+    }
+    return h;
+}
+
+static void seen_reindex(struct seen_keys *seen)
+{
+    free(seen->index);
+    seen->slots = 64;
+    while (seen->slots < seen->count * 2)
+        seen->slots *= 2;
+    seen->index = xcalloc(seen->slots, sizeof(*seen->index));
+    for (size_t i = 0; i < seen->count; i++) {
+        size_t h = key_hash(seen->keys[i]) & (seen->slots - 1);
+        while (seen->index[h])
+            h = (h + 1) & (seen->slots - 1);
+        seen->index[h] = i + 1;
+    }
+}
+
+static bool seen_has(const struct seen_keys *seen, const char *key)
+{
+    if (!seen->index) {
+        for (size_t i = 0; i < seen->count; i++)
+            if (str_eq_nocase(seen->keys[i], key))
+                return true;
+        return false;
+    }
+    for (size_t h = key_hash(key) & (seen->slots - 1); seen->index[h];
+         h = (h + 1) & (seen->slots - 1))
+        if (str_eq_nocase(seen->keys[seen->index[h] - 1], key))
+            return true;
+    return false;
+}
 
 static bool seen_add(struct seen_keys *seen, const char *key)
 {
-    for (size_t i = 0; i < seen->count; i++)
-        if (str_eq_nocase(seen->keys[i], key))
-            return false;
+    if (seen_has(seen, key))
+        return false;
     if (seen->count == seen->cap) {
         seen->cap = seen->cap ? seen->cap * 2 : 16;
         seen->keys = xrealloc(seen->keys, seen->cap * sizeof(*seen->keys));
     }
     seen->keys[seen->count++] = key;
+    if (seen->count > 16 && (!seen->index || seen->count * 2 > seen->slots))
+        seen_reindex(seen);
+    else if (seen->index) {
+        size_t h = key_hash(key) & (seen->slots - 1);
+        while (seen->index[h])
+            h = (h + 1) & (seen->slots - 1);
+        seen->index[h] = seen->count;
+    }
     return true;
 }
 
-static bool seen_has(const struct seen_keys *seen, const char *key)
+static void seen_free(struct seen_keys *seen)
 {
-    for (size_t i = 0; i < seen->count; i++)
-        if (str_eq_nocase(seen->keys[i], key))
-            return true;
-    return false;
+    free(seen->keys);
+    free(seen->index);
 }
 
 static bool is_background_property(const char *name, bool only)
@@ -878,7 +929,7 @@ static void read_mapping_known(struct reader *r, int d, const char **allowed, in
         }
     }
     (void)d;
-    free(seen.keys);
+    seen_free(&seen);
 }
 
 static void read_mapping_loose(struct reader *r, const char **allowed, int key_def, int value_def,
@@ -920,7 +971,7 @@ static void read_mapping_loose(struct reader *r, const char **allowed, int key_d
         if (value)
             token_mapping_add(ctx->arena, out, key, value);
     }
-    free(seen.keys);
+    seen_free(&seen);
 }
 
 enum { SCHEMA_MAX_CANDIDATES = 64 };

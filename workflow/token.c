@@ -184,26 +184,9 @@ void token_number_format(double n, char *out, size_t size)
         snprintf(out, size, "%s", n > 0 ? "Infinity" : "-Infinity");
         return;
     }
-    if (n == 0) {
-        snprintf(out, size, "0");
-        return;
-    }
-    /* The shortest form that reads back as the same double (.NET's "R"), exponent as "E+NN". */
-    char tmp[64];
-    for (int precision = 15; precision <= 17; precision++) {
-        snprintf(tmp, sizeof(tmp), "%.*g", precision, n);
-        if (strtod(tmp, NULL) == n)
-            break;
-    }
-    char *e = strchr(tmp, 'e');
-    if (e) {
-        *e = 'E';
-        /* %g writes at least two exponent digits; .NET writes them without padding. */
-        char *digits = e + 2;
-        while (digits[0] == '0' && digits[1])
-            memmove(digits, digits + 1, strlen(digits));
-    }
-    snprintf(out, size, "%s", tmp);
+    /* .NET's ToString("G15"), as GitHub's NumberToken: 15 significant digits, exponent form
+     * ("1E+21", "1E-05") below 1E-05 and from 1E+15 - the rules of C's %G. */
+    snprintf(out, size, "%.15G", n);
 }
 
 const char *token_to_display_string(struct arena *arena, const struct token *t)

@@ -71,8 +71,9 @@ struct token *token_clone(struct arena *arena, const struct token *t);
 bool token_is_scalar(const struct token *t);
 bool token_is_literal(const struct token *t); /* string, boolean, number or null */
 const char *token_type_name(enum token_type type);
-/* A number as GitHub writes it in messages and string coercion: the shortest text that reads
- * back as the same double, "1E+21" style exponents, "NaN", "Infinity", "-Infinity". */
+/* A number as GitHub's template tokens write it (messages, a number read where a string is
+ * expected): .NET's "G15" - 15 significant digits, "1E+21"/"1E-05" exponents - and "NaN",
+ * "Infinity", "-Infinity". */
 void token_number_format(double n, char *out, size_t size);
 /* The scalar as text, as GitHub's ToString: the literal, "true"/"false", the number, "" for
  * null, "${{ expr }}" for expressions. Borrowed or allocated in arena. */

@@ -41,6 +41,8 @@ struct reader {
     size_t depth, cap;
     struct anchor *anchors;
     size_t nanchors, anchors_cap;
+    size_t *anchor_index; /* open addressing over anchors: position + 1, 0 = empty */
+    size_t anchor_slots;
     size_t nodes;
     struct token *root;
 };
@@ -262,12 +264,31 @@ static struct token *reader_scalar(struct reader *r, const yaml_event_t *ev)
 
 /* ---- the tree ---------------------------------------------------------------------------- */
 
+static size_t anchor_hash(const char *s)
+{
+    size_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
 static struct anchor *reader_anchor_find(struct reader *r, const char *name)
 {
-    for (size_t i = r->nanchors; i-- > 0;)
-        if (!strcmp(r->anchors[i].name, name))
-            return &r->anchors[i];
+    if (!r->anchor_slots)
+        return NULL;
+    for (size_t h = anchor_hash(name) & (r->anchor_slots - 1); r->anchor_index[h];
+         h = (h + 1) & (r->anchor_slots - 1))
+        if (!strcmp(r->anchors[r->anchor_index[h] - 1].name, name))
+            return &r->anchors[r->anchor_index[h] - 1];
     return NULL;
+}
+
+static void reader_anchor_index(struct reader *r, size_t position)
+{
+    size_t h = anchor_hash(r->anchors[position].name) & (r->anchor_slots - 1);
+    while (r->anchor_index[h])
+        h = (h + 1) & (r->anchor_slots - 1);
+    r->anchor_index[h] = position + 1;
 }
 
 static int reader_anchor_begin(struct reader *r, const char *name)
@@ -282,6 +303,15 @@ static int reader_anchor_begin(struct reader *r, const char *name)
         }
         a = &r->anchors[r->nanchors++];
         a->name = arena_strdup(r->arena, name);
+        if (r->nanchors * 2 > r->anchor_slots) {
+            free(r->anchor_index);
+            r->anchor_slots = r->anchor_slots ? r->anchor_slots * 2 : 16;
+            r->anchor_index = xcalloc(r->anchor_slots, sizeof(*r->anchor_index));
+            for (size_t i = 0; i < r->nanchors; i++)
+                reader_anchor_index(r, i);
+        } else {
+            reader_anchor_index(r, r->nanchors - 1);
+        }
     }
     a->token = NULL; /* a redefinition replaces the old one from here on, as in GitHub's */
     a->nodes = 0;
@@ -491,6 +521,7 @@ int yaml_reader_load(struct arena *arena, const char *text, size_t len,
         reader_close_partial(&r);
     free(r.stack);
     free(r.anchors);
+    free(r.anchor_index);
     if (rc < 0) {
         *out = opts.partial ? r.root : NULL;
         return rc;

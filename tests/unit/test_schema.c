@@ -453,3 +453,18 @@ Test(schema, errors_before_a_yaml_failure_come_first)
                   ".github/workflows/w.yml: Expected stream end parse event");
     teardown();
 }
+
+Test(schema, duplicates_in_large_mappings)
+{
+    setup();
+    struct buf text = BUF_INIT;
+    buf_puts(&text, "on: push\njobs:\n  a:\n    runs-on: x\n    env:\n");
+    for (int i = 0; i < 100; i++)
+        buf_printf(&text, "      Key%d: v\n", i);
+    buf_puts(&text, "      KEY42: again\n      key99: again\n      key100: new\n");
+    read_workflow(text.data);
+    buf_free(&text);
+    ASSERT_ERRORS(".github/workflows/w.yml (Line: 106, Col: 7): 'KEY42' is already defined",
+                  ".github/workflows/w.yml (Line: 107, Col: 7): 'key99' is already defined");
+    teardown();
+}

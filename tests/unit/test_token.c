@@ -193,6 +193,12 @@ Test(token, display_strings_follow_github)
     cr_assert_str_eq(token_to_display_string(&a, token_new_number(&a, 1.5)), "1.5");
     cr_assert_str_eq(token_to_display_string(&a, token_new_number(&a, 0.1)), "0.1");
     cr_assert_str_eq(token_to_display_string(&a, token_new_number(&a, 1e21)), "1E+21");
+    cr_assert_str_eq(token_to_display_string(&a, token_new_number(&a, 0.00001)), "1E-05");
+    cr_assert_str_eq(token_to_display_string(&a, token_new_number(&a, 0.0001)), "0.0001");
+    cr_assert_str_eq(token_to_display_string(&a, token_new_number(&a, 12345678901234567.0)),
+                     "1.23456789012346E+16");
+    cr_assert_str_eq(token_to_display_string(&a, token_new_number(&a, 123456789012345.0)),
+                     "123456789012345");
     cr_assert_str_eq(token_to_display_string(&a, token_new_boolean(&a, true)), "true");
     cr_assert_str_eq(token_to_display_string(&a, token_new_null(&a)), "");
     cr_assert_str_eq(token_to_display_string(&a, token_new_expression(&a, "a.b")), "${{ a.b }}");

@@ -1,5 +1,7 @@
 #include "workflow/yaml_reader.h"
 
+#include "lib/buf.h"
+
 #include <criterion/criterion.h>
 #include <math.h>
 #include <string.h>
@@ -268,5 +270,22 @@ Test(yaml_reader, partial_reads_mark_the_failure)
     o.partial = false;
     cr_assert_lt(yaml_reader_load(&arena, text, strlen(text), &o, &t, &err), 0);
     cr_assert_null(t);
+    teardown();
+}
+
+Test(yaml_reader, many_anchors_and_redefinitions)
+{
+    setup();
+    struct buf text = BUF_INIT;
+    for (int i = 0; i < 500; i++)
+        buf_printf(&text, "a%d: &x%d v%d\n", i, i, i);
+    buf_puts(&text, "r: &x7 redefined\n");
+    for (int i = 0; i < 500; i++)
+        buf_printf(&text, "b%d: *x%d\n", i, i);
+    struct token *t = load(text.data);
+    buf_free(&text);
+    cr_assert_str_eq(token_mapping_get(t, "b499", false)->u.string, "v499");
+    cr_assert_str_eq(token_mapping_get(t, "b7", false)->u.string, "redefined");
+    cr_assert_str_eq(token_mapping_get(t, "a7", false)->u.string, "v7");
     teardown();
 }
