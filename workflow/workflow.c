@@ -1307,14 +1307,11 @@ static void prefix_errors(struct converter *c, const struct workflow_job *job, s
         char *message = schema->errors[i].message;
         if (*caller && str_starts_with(message, caller))
             continue;
-        /* The called file is named once, in the prefix. */
-        const char *text = message;
-        size_t ref_len = strlen(str_of(job->ref));
-        if (strncmp(text, str_of(job->ref), ref_len) == 0 && strncmp(text + ref_len, ": ", 2) == 0)
-            text += ref_len + 2;
+        /* GitHub's CalledWorkflowNotValidWithErrors, then the message as it was (which names
+         * the called file itself when it has a position or a file). */
         schema->errors[i].message =
-            xasprintf("In %s (Line: %d, Col: %d): Error from called workflow %s: %s", caller,
-                      job->ref->line, job->ref->col, str_of(job->ref), text);
+            xasprintf("In %s (Line: %d, Col: %d): Error from called workflow %s", caller,
+                      job->ref->line, job->ref->col, message);
         free(message);
     }
 }

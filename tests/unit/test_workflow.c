@@ -296,8 +296,7 @@ Test(workflow, the_file_count_is_limited)
     cr_assert_null(t);
     cleanup_free char *errors = errors_text();
     cr_assert_str_eq(errors, "In .github/workflows/w.yml (Line: 4, Col: 11): Error from called "
-                             "workflow o/r/.github/workflows/deploy.yml@v1: The maximum file count "
-                             "of 1 has been exceeded\n");
+                             "workflow The maximum file count of 1 has been exceeded\n");
 }
 
 Test(workflow, events_are_modelled_as_githubs_typescript_parser)
@@ -321,4 +320,24 @@ Test(workflow, events_are_modelled_as_githubs_typescript_parser)
     cr_assert_str_eq(errors, ".github/workflows/w.yml (Line: 7, Col: 14): Missing 'options' for "
                              "choice input\n");
     json_decref(events);
+}
+
+Test(workflow, errors_in_a_called_workflow_say_where_it_was_called)
+{
+    options.load = load_called;
+    called_text = "on: workflow_call\n"
+                  "jobs:\n"
+                  "  inner:\n"
+                  "    runs-on: x\n"
+                  "    steps:\n"
+                  "      - uses: nope\n";
+    struct workflow_template *t = convert("on: push\n"
+                                          "jobs:\n"
+                                          "  call:\n"
+                                          "    uses: o/r/.github/workflows/deploy.yml@v1\n");
+    cr_assert_null(t);
+    cleanup_free char *errors = errors_text();
+    cr_assert_str_eq(errors, "In .github/workflows/w.yml (Line: 4, Col: 11): Error from called "
+                             "workflow o/r/.github/workflows/deploy.yml@v1 (Line: 6, Col: 15): "
+                             "Expected format {org}/{repo}[/path]@ref. Actual 'nope'\n");
 }
