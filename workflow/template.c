@@ -212,11 +212,8 @@ int template_evaluate_bool(const struct token *t, const struct template_context 
         return err ? err->code : -1;
     struct expr_value v = {0};
     expr_value_from_json(&v, value);
-    if (json_is_string(value) && (str_eq_nocase(json_string_value(value), "true") ||
-                                  str_eq_nocase(json_string_value(value), "false")))
-        *out = str_eq_nocase(json_string_value(value), "true");
-    else
-        *out = expr_value_truthy(&v);
+    /* GitHub's truthiness: the string "false" is true, as for `if:`. */
+    *out = expr_value_truthy(&v);
     expr_value_clear(&v);
     json_decref(value);
     return 0;
