@@ -1819,6 +1819,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     job.state = "running"
                 if upd.get("state") == "inProgress" and rid != job.job_id.lower():
                     job.mark("firstStepStarted")
+                if rid == job.job_id.lower() and upd.get("startTime"):
+                    starts = job.times.setdefault("jobRecordStarts", [])
+                    if upd["startTime"] not in starts:
+                        starts.append(upd["startTime"])
+                    if len(starts) > 1:
+                        job.violate("the job record was started twice (two startTime values): the job ran twice?")
             tl["changeId"] += 1
             out = [{k: v for k, v in tl["records"][rid].items() if k != "history"} for rid, _ in updates]
             return Response(200, {"count": len(out), "value": out})
@@ -1909,6 +1915,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 raise vss_error(404, "TaskOrchestrationJobNotFoundException",
                                 f"job {job_id} / request {rid} is not in plan {job.plan_id}")
             job.events.append({"time": iso(), "event": name or "JobCompleted", "body": json.loads(self.body)})
+            if name in (None, "JobCompleted") and job.state == "completed" and job.completed_via == "event":
+                first = next(e for e in job.events if e.get("event") == "JobCompleted")
+                if first["body"] != job.events[-1]["body"]:
+                    job.violate("a second, different JobCompleted for the same job: the job ran twice?")
             if name in (None, "JobCompleted"):
                 if job.plan_version < 8:
                     job.violate("JobCompleted event for plan version < 8 (§7.10: the listener finishes by PATCH)")
