@@ -300,7 +300,8 @@ class Router:
         self.layout = layout
         self.routes = []
         for name, guid, area, resource, methods, real, rs in LOCATIONS:
-            template = real if layout == "real" else rs
+            # runner.server writes its templates with a leading "/" (§1.3: still relative to the base)
+            template = real if layout == "real" else "/" + rs
             self.routes.append((name, guid, area, resource, methods, template, template_regex(template)))
 
     def match(self, method, rel):
