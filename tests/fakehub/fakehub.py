@@ -216,6 +216,17 @@ def enum_in(value, names, what):
     raise bad_request(f"{what}: {value!r} is not a valid value")
 
 
+def as_bool(value, what):
+    """A boolean as Newtonsoft reads one: JSON true/false, or "True"/"false" (null: false)."""
+    if value is None:
+        return False
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise bad_request(f"{what}: {value!r} is not a boolean")
+
+
 def int_member(obj, name, where="body", required=True):
     value = member(obj, name, required=required, where=where)
     if value is None:
@@ -394,17 +405,19 @@ class Agent:
         self.update(body, public_key)
 
     def update(self, body, public_key):
-        self.name = member(body, "name", str)
-        self.version = member(body, "version", str)
-        self.os_description = body.get("osDescription") or ""
-        self.ephemeral = bool(body.get("ephemeral") or False)
-        self.disable_update = bool(body.get("disableUpdate") or False)
-        self.max_parallelism = body.get("maxParallelism") or 1
-        self.labels = []
+        """Reads a TaskAgent body (validated whole before anything changes)."""
+        name = member(body, "name", str)
+        version = member(body, "version", str)
+        labels = []
         for i, label in enumerate(member(body, "labels", list)):
-            name = member(label, "name", str, where=f"labels[{i}]")
+            lname = member(label, "name", str, where=f"labels[{i}]")
             ltype = enum_in(label.get("type") or "user", ["system", "user"], f"labels[{i}].type")
-            self.labels.append({"id": 0, "name": name, "type": ltype})
+            labels.append({"id": 0, "name": lname, "type": ltype})
+        self.name, self.version, self.labels = name, version, labels
+        self.os_description = body.get("osDescription") or ""
+        self.ephemeral = as_bool(body.get("ephemeral"), "ephemeral")
+        self.disable_update = as_bool(body.get("disableUpdate"), "disableUpdate")
+        self.max_parallelism = body.get("maxParallelism") or 1
         self.public_key = public_key
         pub = public_key.public_numbers()
         self.exponent = base64.b64encode(pub.e.to_bytes((pub.e.bit_length() + 7) // 8, "big")).decode()
