@@ -99,6 +99,64 @@ def run_case(case, corpus, harrier):
     return problems
 
 
+# Where act and GitHub disagree, GitHub wins (the corpus README says so): these cases expect
+# GitHub's outcome, with the reason.
+GITHUB_DIFFERS = {
+    "TestPlanner/invalid-job-name/valid-2.yml":
+        ("error", "GitHub's workflow schema refuses job ids starting with '__' (reserved "
+                  "for generated ids); act accepts them"),
+}
+
+
+def list_stages(stdout):
+    """`harrier exec --list` → stages of job ids, in stage order."""
+    stages = {}
+    for line in stdout.splitlines()[1:]:
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].isdigit():
+            stages.setdefault(int(parts[0]), []).append(parts[1])
+    return [sorted(stages[k]) for k in sorted(stages)]
+
+
+def plan_skip_reason(plan):
+    if not os.path.exists(os.path.join(plan["_corpus_workdir"], plan["workflow_path"])):
+        return ("act's planner plans nothing for a missing path; harrier refuses it "
+                "(exit 2), as its CLI promises")
+    if plan.get("kind") == "load" and plan.get("no_workflow_recurse") is False and \
+            os.path.isdir(os.path.join(plan["_corpus_workdir"], plan["workflow_path"], "workflows")):
+        return "act reads workflow folders recursively; GitHub and harrier read one level"
+    return None
+
+
+def run_plan(plan, harrier):
+    problems = []
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = os.path.join(tmp, "repo")
+        shutil.copytree(plan["_corpus_workdir"], workdir, symlinks=True)
+        make_act_checkout(workdir)
+        steps = plan.get("steps") or [{"expect": plan["expect"]}]
+        for step in steps:
+            if step.get("plan_all"):
+                continue  # act's "every event at once" has no GitHub counterpart
+            args = [harrier, "exec", "-W", plan["workflow_path"], "--list"]
+            if step.get("plan_event"):
+                args += ["--event", step["plan_event"]]
+            p = subprocess.run(args, cwd=workdir, capture_output=True, text=True, timeout=60)
+            want = dict(step["expect"])
+            if plan["id"] in GITHUB_DIFFERS:
+                want["error"] = GITHUB_DIFFERS[plan["id"]][0] == "error"
+            if (p.returncode != 0) != bool(want.get("error")):
+                problems.append(f"exit {p.returncode}: {p.stderr.strip()[-300:]}")
+                continue
+            stages = want.get("stages")
+            if stages is not None:
+                got = list_stages(p.stdout)
+                expected = [] if stages == 0 else [sorted(s) for s in stages]
+                if got != expected:
+                    problems.append(f"stages {got}, expected {expected}")
+    return problems
+
+
 def main():
     corpus = os.environ.get("HARRIER_CONFORMANCE_DIR") or os.path.join(ROOT, "..", "shared",
                                                                        "conformance")
@@ -121,6 +179,19 @@ def main():
         if problems:
             failed += 1
             print(f"FAIL {case['id']}: " + "; ".join(problems))
+        else:
+            passed += 1
+    for plan in data.get("plans", []):
+        plan["_corpus_workdir"] = os.path.join(corpus, "nektos-act", plan["workdir"])
+        reason = plan_skip_reason(plan)
+        if reason:
+            skipped += 1
+            reasons.setdefault(reason, []).append(plan["id"])
+            continue
+        problems = run_plan(plan, harrier)
+        if problems:
+            failed += 1
+            print(f"FAIL plan {plan['id']}: " + "; ".join(problems))
         else:
             passed += 1
     for reason, ids in sorted(reasons.items()):
