@@ -1051,7 +1051,7 @@ struct token *schema_read(struct schema_context *ctx, const char *type, const st
     return read_root(ctx, type, raw, file, NULL);
 }
 
-static struct token *read_file(struct schema_context *ctx, const char *root, const char *file_name,
+struct token *schema_read_file(struct schema_context *ctx, const char *root, const char *file_name,
                                const char *text, size_t len,
                                const struct yaml_reader_options *options)
 {
@@ -1078,14 +1078,14 @@ struct token *schema_read_workflow(struct schema_context *ctx, const char *file_
                                    const char *text, size_t len,
                                    const struct yaml_reader_options *options)
 {
-    return read_file(ctx, "workflow-root", file_name, text, len, options);
+    return schema_read_file(ctx, "workflow-root", file_name, text, len, options);
 }
 
 struct token *schema_read_action(struct schema_context *ctx, const char *file_name,
                                  const char *text, size_t len,
                                  const struct yaml_reader_options *options)
 {
-    return read_file(ctx, "action-root", file_name, text, len, options);
+    return schema_read_file(ctx, "action-root", file_name, text, len, options);
 }
 
 /* ---- if: ---------------------------------------------------------------------------------- */

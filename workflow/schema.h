@@ -123,14 +123,16 @@ struct token *schema_read(struct schema_context *ctx, const char *type, const st
 
 /* YAML text → validated tokens in one call: adds file_name to the file table, reads the
  * YAML (options may be NULL; file_name, file and partial are filled in), then the schema
- * from its root. NULL when the YAML could not be read (its error is in ctx, after the
- * errors of what preceded it, as GitHub reports them); schema errors are in ctx (check with
- * schema_context_check).
- * Roots: "workflow-root" and "action-root", as GitHub's service and runner read them (the
- * events under on: and unknown action.yml keys are loose). GitHub's TypeScript parser reads
- * "workflow-root-strict"/"action-root-strict" instead (on: checked per event; action.yml
- * needs name and description, which many published actions lack): for those, read the YAML
- * with yaml_reader_load and call schema_read with the strict root. */
+ * from the definition named root. NULL when the YAML could not be read (its error is in
+ * ctx, after the errors of what preceded it, as GitHub reports them); schema errors are in
+ * ctx (check with schema_context_check). */
+struct token *schema_read_file(struct schema_context *ctx, const char *root, const char *file_name,
+                               const char *text, size_t len,
+                               const struct yaml_reader_options *options);
+/* schema_read_file from "workflow-root" and "action-root", as GitHub's service and runner
+ * read them (the events under on: and unknown action.yml keys are loose). GitHub's
+ * TypeScript parser reads "workflow-root-strict"/"action-root-strict" instead (on: checked
+ * per event; action.yml needs name and description, which many published actions lack). */
 struct token *schema_read_workflow(struct schema_context *ctx, const char *file_name,
                                    const char *text, size_t len,
                                    const struct yaml_reader_options *options);
