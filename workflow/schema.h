@@ -96,7 +96,8 @@ void schema_context_init(struct schema_context *ctx, struct arena *arena,
                          const struct schema *schema);
 void schema_context_free(struct schema_context *ctx); /* the file table and error list */
 /* The file id of name (ids start at 1; a name already in the table keeps its id; names
- * are compared ignoring case, as GitHub's). */
+ * are compared ignoring case, as GitHub's). A new name counts against max_bytes, as
+ * GitHub's TemplateContext.GetFileId does (past it: the error, unprefixed, and failed). */
 int schema_context_add_file(struct schema_context *ctx, const char *name);
 const char *schema_context_file_name(const struct schema_context *ctx, int file);
 /* Records an error at a token's position (at may be NULL: then file alone, or nothing). */
@@ -104,7 +105,8 @@ void schema_context_error(struct schema_context *ctx, const struct token *at, in
                           const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* Records an error from another module (the YAML reader, the expression parser). */
 void schema_context_add_error(struct schema_context *ctx, int file, const struct error *err);
-/* Adds GitHub's size estimate of one token (not its children); false (and an error
+/* Adds GitHub's size estimate of one token (not its children; TemplateMemory: 24 bytes a
+ * token, strings and expressions 26 more plus 2 a UTF-16 code unit); false (and an error
  * recorded, ctx->failed set) when the result grows past max_bytes. */
 bool schema_context_add_bytes(struct schema_context *ctx, const struct token *t);
 /* 0 when there are no errors; else -EINVAL with err set to the first error (where/line/col
