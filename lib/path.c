@@ -167,8 +167,7 @@ static int write_all(int fd, const void *data, size_t len)
     return 0;
 }
 
-int path_write_file(const char *path, const void *data, size_t len, mode_t mode,
-                    struct error *err)
+int path_write_file(const char *path, const void *data, size_t len, mode_t mode, struct error *err)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
     if (fd < 0)
