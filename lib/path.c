@@ -152,6 +152,36 @@ char *path_read_file(const char *path, size_t *len, struct error *err)
     return buf_steal(&b);
 }
 
+static int write_all(int fd, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int path_write_file(const char *path, const void *data, size_t len, mode_t mode, struct error *err)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    if (fd < 0)
+        return error_set_errno(err, errno, "cannot create %s", path);
+    if (write_all(fd, data, len) < 0) {
+        int e = errno;
+        close(fd);
+        return error_set_errno(err, e, "cannot write %s", path);
+    }
+    if (close(fd) < 0)
+        return error_set_errno(err, errno, "cannot write %s", path);
+    return 0;
+}
+
 int path_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode,
                            struct error *err)
 {
@@ -160,20 +190,11 @@ int path_write_file_atomic(const char *path, const void *data, size_t len, mode_
     if (fd < 0)
         return error_set_errno(err, errno, "cannot create %s", tmp);
     fchmod(fd, mode); /* the umask must not widen or narrow what the caller asked for */
-    const char *p = data;
-    size_t left = len;
-    while (left) {
-        ssize_t n = write(fd, p, left);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            int e = errno;
-            close(fd);
-            unlink(tmp);
-            return error_set_errno(err, e, "cannot write %s", tmp);
-        }
-        p += n;
-        left -= (size_t)n;
+    if (write_all(fd, data, len) < 0) {
+        int e = errno;
+        close(fd);
+        unlink(tmp);
+        return error_set_errno(err, e, "cannot write %s", tmp);
     }
     if (fsync(fd) < 0 || close(fd) < 0) {
         int e = errno;

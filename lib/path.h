@@ -27,6 +27,9 @@ int path_mkdir_all(const char *path, mode_t mode, struct error *err);
 int path_remove_all(const char *path, struct error *err);
 /* Reads a whole file into a NUL-terminated buffer the caller frees. */
 char *path_read_file(const char *path, size_t *len, struct error *err);
+/* Writes data to path (created or truncated) with mode, without syncing: for scratch files
+ * of a job (scripts, file-command files) whose loss in a crash loses nothing. */
+int path_write_file(const char *path, const void *data, size_t len, mode_t mode, struct error *err);
 /* Writes data to path atomically (temp file in the same folder, fsync, rename) with mode. */
 int path_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode,
                            struct error *err);

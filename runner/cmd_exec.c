@@ -205,8 +205,13 @@ int command_worker(const struct cli_command *cmd, struct cli_args *args)
         fprintf(stderr, "harrier worker: %s\n", error_format(&err, line, sizeof line));
         return EXEC_EXIT_USAGE;
     }
+    /* Steps run in other folders: every path handed to them must be absolute. */
+    const char *work = cli_get(cmd, args, "work") ? cli_get(cmd, args, "work") : "_work";
+    char cwd[4096];
+    cleanup_free char *work_root =
+        work[0] == '/' || !getcwd(cwd, sizeof cwd) ? xstrdup(work) : path_join(cwd, work);
     struct worker_options options = {
-        .work_root = cli_get(cmd, args, "work") ? cli_get(cmd, args, "work") : "_work",
+        .work_root = work_root,
         .runner_name = cli_get(cmd, args, "name"),
         .events_fd = STDOUT_FILENO,
         .actions_cache = cli_get(cmd, args, "actions-cache"),

@@ -257,6 +257,22 @@ int events_annotation(struct events_writer *writer, int step,
     return event_write(writer, event, err);
 }
 
+int events_step_command_result(struct events_writer *writer, int step,
+                               const struct step_command_result *result, struct error *err)
+{
+    for (size_t i = 0; i < result->count; i++) {
+        const struct step_action *action = &result->actions[i];
+        int rc = 0;
+        if (action->kind == STEP_ACTION_LOG)
+            rc = events_log(writer, step, action->text, strlen(action->text), err);
+        else if (action->kind == STEP_ACTION_ANNOTATION)
+            rc = events_annotation(writer, step, &action->annotation, err);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
 int events_step_summary(struct events_writer *writer, int step, const char *markdown, size_t len,
                         struct error *err)
 {

@@ -65,6 +65,10 @@ int events_log(struct events_writer *writer, int step, const char *line, size_t 
  * 10 annotations of a level in a step, nothing is written (GitHub keeps no more). */
 int events_annotation(struct events_writer *writer, int step,
                       const struct step_annotation *annotation, struct error *err);
+/* What a line of step output became (step_commands_process): its log lines and annotations, in
+ * order. The other actions are the executor's to apply. */
+int events_step_command_result(struct events_writer *writer, int step,
+                               const struct step_command_result *result, struct error *err);
 int events_step_summary(struct events_writer *writer, int step, const char *markdown, size_t len,
                         struct error *err);
 int events_step_finished(struct events_writer *writer, int step, enum events_result outcome,

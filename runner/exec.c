@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
@@ -110,10 +111,9 @@ static int compare_strings(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* The workflow files of the checkout, sorted: the .yml and .yaml files of .github/workflows. */
-static char **list_workflow_files(const char *top, size_t *count)
+/* The .yml and .yaml files of dir (names only), sorted. */
+static char **list_workflow_files(const char *dir, size_t *count)
 {
-    cleanup_free char *dir = path_join(top, ".github/workflows");
     DIR *d = opendir(dir);
     *count = 0;
     char **files = xcalloc(1, sizeof *files);
@@ -125,7 +125,7 @@ static char **list_workflow_files(const char *top, size_t *count)
             !(str_ends_with(e->d_name, ".yml") || str_ends_with(e->d_name, ".yaml")))
             continue;
         files = xrealloc(files, (*count + 2) * sizeof *files);
-        files[(*count)++] = xasprintf(".github/workflows/%s", e->d_name);
+        files[(*count)++] = xstrdup(e->d_name);
         files[*count] = NULL;
     }
     closedir(d);
@@ -149,10 +149,43 @@ static void add_workflow(struct exec_state *s, struct plan_workflow *wf)
         ew->jobs[i].owner = ew;
 }
 
+/* Every workflow file of folder (not recursing) that the event triggers; prefix is how
+ * messages name the files. */
+static int load_folder(struct exec_state *s, json_t *payload, const char *folder,
+                       const char *prefix)
+{
+    struct error err = {0};
+    size_t n;
+    char **files = list_workflow_files(folder, &n);
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        cleanup_free char *path = path_join(folder, files[i]);
+        cleanup_free char *name = xasprintf("%s%s", prefix, files[i]);
+        struct plan_workflow *wf;
+        if (planner_load(path, name, &wf, &err) < 0) {
+            say_error(NULL, &err);
+            rc = -1;
+        } else if (planner_matches_event(wf, s->o->event_name, payload, &s->git)) {
+            add_workflow(s, wf);
+        } else {
+            planner_workflow_free(wf);
+        }
+    }
+    str_list_free(files);
+    if (rc == 0 && n == 0)
+        fprintf(stderr, "harrier exec: no workflow files in %s; name one with -W\n", folder);
+    return n == 0 ? -1 : rc;
+}
+
+/* -W FILE runs that file whatever the event; -W DIR, or the checkout's .github/workflows,
+ * the files the event triggers. */
 static int load_workflows(struct exec_state *s, json_t *payload)
 {
     const struct exec_options *o = s->o;
     struct error err = {0};
+    struct stat st;
+    if (o->workflow_file && stat(o->workflow_file, &st) == 0 && S_ISDIR(st.st_mode))
+        return load_folder(s, payload, o->workflow_file, "");
     if (o->workflow_file) {
         struct plan_workflow *wf;
         if (planner_load(o->workflow_file, o->workflow_file, &wf, &err) < 0) {
@@ -162,27 +195,8 @@ static int load_workflows(struct exec_state *s, json_t *payload)
         add_workflow(s, wf);
         return 0;
     }
-    size_t n;
-    char **files = list_workflow_files(s->git.workdir, &n);
-    int rc = 0;
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        cleanup_free char *path = path_join(s->git.workdir, files[i]);
-        struct plan_workflow *wf;
-        if (planner_load(path, files[i], &wf, &err) < 0) {
-            say_error(NULL, &err);
-            rc = -1;
-        } else if (planner_matches_event(wf, o->event_name, payload, &s->git)) {
-            add_workflow(s, wf);
-        } else {
-            planner_workflow_free(wf);
-        }
-    }
-    str_list_free(files);
-    if (rc == 0 && n == 0)
-        fprintf(stderr,
-                "harrier exec: no workflow files in %s/.github/workflows; name one with -W\n",
-                s->git.workdir);
-    return n == 0 ? -1 : rc;
+    cleanup_free char *folder = path_join(s->git.workdir, ".github/workflows");
+    return load_folder(s, payload, folder, ".github/workflows/");
 }
 
 static struct exec_job *find_job(struct exec_workflow *ew, const char *id)

@@ -92,14 +92,24 @@ static void read_ref(git_repository *repo, const git_oid *head_oid, struct gitin
     }
 }
 
+/* remote.origin.url, read from the configuration directly: git_remote_lookup in Debian's
+ * libgit2 1.5 leaks the PCRE match data of its insteadOf scan on every call. */
+static char *origin_url(git_repository *repo)
+{
+    git_config *config = NULL;
+    const char *url = NULL;
+    char *copy = NULL;
+    if (repo && git_repository_config_snapshot(&config, repo) == 0 &&
+        git_config_get_string(&url, config, "remote.origin.url") == 0 && url)
+        copy = xstrdup(url);
+    git_config_free(config);
+    return copy;
+}
+
 static void read_remote(git_repository *repo, struct gitinfo *out)
 {
-    git_remote *remote = NULL;
-    if (repo && git_remote_lookup(&remote, repo, "origin") == 0 && git_remote_url(remote) &&
-        gitinfo_parse_remote(git_remote_url(remote), &out->server_url, &out->repository) == 0) {
-        git_remote_free(remote);
-    } else {
-        git_remote_free(remote);
+    cleanup_free char *url = origin_url(repo);
+    if (!url || gitinfo_parse_remote(url, &out->server_url, &out->repository) < 0) {
         cleanup_free char *top = xstrdup(out->workdir);
         size_t n = strlen(top);
         while (n > 1 && top[n - 1] == '/')

@@ -90,43 +90,63 @@ static char *substitute(const char *text, const char *script_path)
     return str_replace_all(text, "{0}", script_path);
 }
 
+/* The program and its arguments (with {0} already replaced) for the step's shell. */
+static int resolve_program(const char *shell, const char *path, const char *script_path,
+                           char **program, char **arguments, const char **extension,
+                           struct error *err)
+{
+    if (!shell || !*shell) {
+        /* GitHub's default on Linux, with no `shell:` anywhere: `bash -e {0}` (no pipefail,
+         * no --noprofile: only an explicit `shell: bash` gets those), else `sh -e {0}`. */
+        *program = shell_which("bash", path);
+        if (!*program)
+            *program = shell_which("sh", path);
+        if (!*program)
+            return error_set(err, ENOENT,
+                             "neither bash nor sh is in PATH: install one, or "
+                             "name a shell with `shell:`");
+        *arguments = substitute("-e {0}", script_path);
+        *extension = ".sh";
+        return 0;
+    }
+    int i = find_shell(shell);
+    if (i >= 0) {
+        for (size_t p = 0; p < 3 && shells[i].programs[p] && !*program; p++)
+            *program = shell_which(shells[i].programs[p], path);
+        if (!*program)
+            return error_set(err, ENOENT,
+                             "%s not found in PATH: install it, or pick another `shell:` for "
+                             "this step",
+                             strcmp(shell, "python") == 0 ? "python (nor python3)" : shell);
+        *arguments = substitute(shells[i].arguments, script_path);
+        *extension = shells[i].extension;
+        return 0;
+    }
+    /* A custom shell: "program args {0}"; the template must name the script. */
+    if (!strstr(shell, "{0}"))
+        return error_set(err, EINVAL,
+                         "Invalid shell option. Shell must be a valid built-in (bash, sh, "
+                         "python, pwsh, powershell, cmd) or a format string containing '{0}'");
+    const char *space = strchr(shell, ' ');
+    cleanup_free char *first = xstrndup(shell, space ? (size_t)(space - shell) : strlen(shell));
+    *program = shell_which(first, path);
+    if (!*program)
+        return error_set(err, ENOENT, "%s not found in PATH (from shell '%s')", first, shell);
+    *arguments = substitute(space ? space + 1 : "", script_path);
+    *extension = "";
+    return 0;
+}
+
 int shell_resolve(const char *shell, const char *path, const char *script_path,
                   struct shell_command *out, struct error *err)
 {
     memset(out, 0, sizeof *out);
     cleanup_free char *arguments = NULL;
     char *program = NULL;
-    if (!shell || !*shell) {
-        /* GitHub's default on Linux: bash when it exists, else sh. */
-        program = shell_which("bash", path);
-        shell = program ? "bash" : "sh";
-        if (!program)
-            program = shell_which("sh", path);
-    }
-    int i = find_shell(shell);
-    if (i >= 0) {
-        for (size_t p = 0; p < 3 && shells[i].programs[p] && !program; p++)
-            program = shell_which(shells[i].programs[p], path);
-        if (!program)
-            return error_set(err, ENOENT,
-                             "%s not found in PATH: install it, or pick another `shell:` for "
-                             "this step",
-                             strcmp(shell, "python") == 0 ? "python (nor python3)" : shell);
-        arguments = substitute(shells[i].arguments, script_path);
-        out->extension = shells[i].extension;
-    } else {
-        /* A custom shell: "program args {0}"; the template must name the script. */
-        if (!strstr(shell, "{0}"))
-            return error_set(err, EINVAL,
-                             "Invalid shell option. Shell must be a valid built-in (bash, sh, "
-                             "python, pwsh, powershell, cmd) or a format string containing '{0}'");
-        const char *space = strchr(shell, ' ');
-        cleanup_free char *first = xstrndup(shell, space ? (size_t)(space - shell) : strlen(shell));
-        program = shell_which(first, path);
-        if (!program)
-            return error_set(err, ENOENT, "%s not found in PATH (from shell '%s')", first, shell);
-        arguments = substitute(space ? space + 1 : "", script_path);
-        out->extension = "";
+    int rc = resolve_program(shell, path, script_path, &program, &arguments, &out->extension, err);
+    if (rc < 0) {
+        free(program);
+        return rc;
     }
     size_t argc = 1;
     out->argv = xcalloc(2, sizeof *out->argv);

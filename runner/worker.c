@@ -219,7 +219,7 @@ static int make_folders(struct worker *w, struct error *err)
             return err->code;
     json_t *event = json_get(json_get(w->contexts, "github"), "event");
     cleanup_free char *text = json_dumps(event ? event : json_object(), JSON_INDENT(2));
-    return path_write_file_atomic(w->event_path, text, strlen(text), 0644, err);
+    return path_write_file(w->event_path, text, strlen(text), 0644, err);
 }
 
 static void add_secrets(struct worker *w)
@@ -769,7 +769,7 @@ static int create_file_command_files(struct running_step *rs, struct error *err)
         cleanup_free char *guid = codec_uuid4();
         cleanup_free char *name = xasprintf("%s_%s", file_command_files[i].prefix, guid);
         rs->files[i] = path_join(rs->w->file_commands_dir, name);
-        if (path_write_file_atomic(rs->files[i], "", 0, 0666, err) < 0)
+        if (path_write_file(rs->files[i], "", 0, 0666, err) < 0)
             return err->code;
     }
     return 0;
@@ -833,7 +833,7 @@ static int write_script(struct running_step *rs, const char *script, const char 
     cleanup_free char *guid = codec_uuid4();
     cleanup_free char *name = xasprintf("%s%s", guid, extension);
     rs->script_path = path_join(rs->w->temp, name);
-    return path_write_file_atomic(rs->script_path, script, strlen(script), 0755, err);
+    return path_write_file(rs->script_path, script, strlen(script), 0755, err);
 }
 
 /* Shows what runs, as the official runner's "Run …" group does. */

@@ -58,6 +58,27 @@ void schema_context_free(struct schema_context *ctx)
     ctx->nfiles = ctx->nerrors = ctx->errors_cap = 0;
 }
 
+/* GitHub's TemplateMemory estimate (MinObjectSize 24, StringBaseOverhead 26, two bytes a
+ * UTF-16 code unit). Past max_bytes the read stops with "Maximum object size exceeded",
+ * reported once, at file (0: no prefix, as the exception GitHub's loader records). */
+enum { MEMORY_MIN_OBJECT = 24, MEMORY_STRING_OVERHEAD = 26 };
+
+static size_t string_bytes(const char *s)
+{
+    return MEMORY_STRING_OVERHEAD + 2 * yaml_reader_text_length(s, strlen(s));
+}
+
+static bool count_bytes(struct schema_context *ctx, size_t n, int file)
+{
+    ctx->bytes += n;
+    if (ctx->bytes <= (ctx->max_bytes ? ctx->max_bytes : SCHEMA_MAX_BYTES))
+        return true;
+    if (!ctx->failed)
+        schema_context_error(ctx, NULL, file, "Maximum object size exceeded");
+    ctx->failed = true;
+    return false;
+}
+
 int schema_context_add_file(struct schema_context *ctx, const char *name)
 {
     for (size_t i = 0; i < ctx->nfiles; i++)
@@ -65,6 +86,8 @@ int schema_context_add_file(struct schema_context *ctx, const char *name)
             return (int)i + 1;
     ctx->files = xrealloc(ctx->files, (ctx->nfiles + 1) * sizeof(*ctx->files));
     ctx->files[ctx->nfiles++] = xstrdup(name);
+    /* GitHub's TemplateContext.GetFileId counts each new name against the result size. */
+    count_bytes(ctx, string_bytes(name), 0);
     return (int)ctx->nfiles;
 }
 
@@ -122,22 +145,14 @@ void schema_context_add_error(struct schema_context *ctx, int file, const struct
     context_push(ctx, file, err->line, err->col, err->message);
 }
 
-/* GitHub's TemplateMemory estimate: 24 bytes an object, strings 26 more plus 2 a char. */
 bool schema_context_add_bytes(struct schema_context *ctx, const struct token *t)
 {
-    size_t n = 24;
+    size_t n = MEMORY_MIN_OBJECT;
     if (t->type == TOKEN_STRING)
-        n += 26 + 2 * strlen(t->u.string);
+        n += string_bytes(t->u.string);
     else if (t->type == TOKEN_EXPRESSION)
-        n += 26 + 2 * strlen(t->u.expression);
-    ctx->bytes += n;
-    if (ctx->bytes > (ctx->max_bytes ? ctx->max_bytes : SCHEMA_MAX_BYTES)) {
-        if (!ctx->failed)
-            schema_context_error(ctx, NULL, t->file, "Maximum object size exceeded");
-        ctx->failed = true;
-        return false;
-    }
-    return true;
+        n += string_bytes(t->u.expression);
+    return count_bytes(ctx, n, t->file);
 }
 
 int schema_context_check(const struct schema_context *ctx, struct error *err)
@@ -1051,7 +1066,7 @@ struct token *schema_read(struct schema_context *ctx, const char *type, const st
     return read_root(ctx, type, raw, file, NULL);
 }
 
-static struct token *read_file(struct schema_context *ctx, const char *root, const char *file_name,
+struct token *schema_read_file(struct schema_context *ctx, const char *root, const char *file_name,
                                const char *text, size_t len,
                                const struct yaml_reader_options *options)
 {
@@ -1078,14 +1093,14 @@ struct token *schema_read_workflow(struct schema_context *ctx, const char *file_
                                    const char *text, size_t len,
                                    const struct yaml_reader_options *options)
 {
-    return read_file(ctx, "workflow-root", file_name, text, len, options);
+    return schema_read_file(ctx, "workflow-root", file_name, text, len, options);
 }
 
 struct token *schema_read_action(struct schema_context *ctx, const char *file_name,
                                  const char *text, size_t len,
                                  const struct yaml_reader_options *options)
 {
-    return read_file(ctx, "action-root", file_name, text, len, options);
+    return schema_read_file(ctx, "action-root", file_name, text, len, options);
 }
 
 /* ---- if: ---------------------------------------------------------------------------------- */

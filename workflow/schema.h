@@ -96,7 +96,8 @@ void schema_context_init(struct schema_context *ctx, struct arena *arena,
                          const struct schema *schema);
 void schema_context_free(struct schema_context *ctx); /* the file table and error list */
 /* The file id of name (ids start at 1; a name already in the table keeps its id; names
- * are compared ignoring case, as GitHub's). */
+ * are compared ignoring case, as GitHub's). A new name counts against max_bytes, as
+ * GitHub's TemplateContext.GetFileId does (past it: the error, unprefixed, and failed). */
 int schema_context_add_file(struct schema_context *ctx, const char *name);
 const char *schema_context_file_name(const struct schema_context *ctx, int file);
 /* Records an error at a token's position (at may be NULL: then file alone, or nothing). */
@@ -104,7 +105,8 @@ void schema_context_error(struct schema_context *ctx, const struct token *at, in
                           const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* Records an error from another module (the YAML reader, the expression parser). */
 void schema_context_add_error(struct schema_context *ctx, int file, const struct error *err);
-/* Adds GitHub's size estimate of one token (not its children); false (and an error
+/* Adds GitHub's size estimate of one token (not its children; TemplateMemory: 24 bytes a
+ * token, strings and expressions 26 more plus 2 a UTF-16 code unit); false (and an error
  * recorded, ctx->failed set) when the result grows past max_bytes. */
 bool schema_context_add_bytes(struct schema_context *ctx, const struct token *t);
 /* 0 when there are no errors; else -EINVAL with err set to the first error (where/line/col
@@ -122,9 +124,17 @@ struct token *schema_read(struct schema_context *ctx, const char *type, const st
                           int file);
 
 /* YAML text → validated tokens in one call: adds file_name to the file table, reads the
- * YAML (options may be NULL; file_name and file are filled in), then the schema from its
- * root ("workflow-root", "action-root"). NULL when the YAML could not be read; schema
- * errors are in ctx (check with schema_context_check). */
+ * YAML (options may be NULL; file_name, file and partial are filled in), then the schema
+ * from the definition named root. NULL when the YAML could not be read (its error is in
+ * ctx, after the errors of what preceded it, as GitHub reports them); schema errors are in
+ * ctx (check with schema_context_check). */
+struct token *schema_read_file(struct schema_context *ctx, const char *root, const char *file_name,
+                               const char *text, size_t len,
+                               const struct yaml_reader_options *options);
+/* schema_read_file from "workflow-root" and "action-root", as GitHub's service and runner
+ * read them (the events under on: and unknown action.yml keys are loose). GitHub's
+ * TypeScript parser reads "workflow-root-strict"/"action-root-strict" instead (on: checked
+ * per event; action.yml needs name and description, which many published actions lack). */
 struct token *schema_read_workflow(struct schema_context *ctx, const char *file_name,
                                    const char *text, size_t len,
                                    const struct yaml_reader_options *options);

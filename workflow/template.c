@@ -109,12 +109,19 @@ json_t *template_evaluate(const struct token *t, const struct template_context *
     case TOKEN_SEQUENCE: {
         json_t *out = json_array();
         for (size_t i = 0; i < t->u.sequence.count; i++) {
-            json_t *item = template_evaluate(t->u.sequence.items[i], ctx, err);
+            const struct token *it = t->u.sequence.items[i];
+            json_t *item = template_evaluate(it, ctx, err);
             if (!item) {
                 json_decref(out);
                 return NULL;
             }
-            json_array_append_new(out, item);
+            /* As GitHub's unraveler: an expression item that yields a sequence is spliced
+             * into the sequence around it. */
+            if (it->type == TOKEN_EXPRESSION && json_is_array(item))
+                json_array_extend(out, item);
+            else
+                json_array_append(out, item);
+            json_decref(item);
         }
         return out;
     }
@@ -212,11 +219,8 @@ int template_evaluate_bool(const struct token *t, const struct template_context 
         return err ? err->code : -1;
     struct expr_value v = {0};
     expr_value_from_json(&v, value);
-    if (json_is_string(value) && (str_eq_nocase(json_string_value(value), "true") ||
-                                  str_eq_nocase(json_string_value(value), "false")))
-        *out = str_eq_nocase(json_string_value(value), "true");
-    else
-        *out = expr_value_truthy(&v);
+    /* GitHub's truthiness: the string "false" is true, as for `if:`. */
+    *out = expr_value_truthy(&v);
     expr_value_clear(&v);
     json_decref(value);
     return 0;
@@ -348,10 +352,16 @@ struct token *template_evaluate_token(struct arena *arena, const struct token *t
         struct token *out = token_new_sequence(arena);
         token_set_position(out, t->file, t->line, t->col);
         for (size_t i = 0; i < t->u.sequence.count; i++) {
-            struct token *item = template_evaluate_token(arena, t->u.sequence.items[i], ctx, err);
+            const struct token *it = t->u.sequence.items[i];
+            struct token *item = template_evaluate_token(arena, it, ctx, err);
             if (!item)
                 return NULL;
-            token_sequence_add(arena, out, item);
+            /* An expression item that yields a sequence is spliced in, as GitHub does. */
+            if (it->type == TOKEN_EXPRESSION && item->type == TOKEN_SEQUENCE)
+                for (size_t j = 0; j < item->u.sequence.count; j++)
+                    token_sequence_add(arena, out, item->u.sequence.items[j]);
+            else
+                token_sequence_add(arena, out, item);
         }
         return out;
     }

@@ -35,8 +35,9 @@ json_t *template_evaluate_string_map(const struct token *t, const struct templat
 char *template_evaluate_string(const struct token *t, const struct template_context *ctx,
                                struct error *err);
 
-/* A boolean (continue-on-error): a literal or an expression whose result is converted by
- * truthiness. A NULL token gives fallback. */
+/* A boolean (continue-on-error, if:): a literal or an expression whose result is converted
+ * by GitHub's truthiness (false, 0, NaN, "" and null are false; "false" is a true string).
+ * A NULL token gives fallback. */
 int template_evaluate_bool(const struct token *t, const struct template_context *ctx, bool fallback,
                            bool *out, struct error *err);
 

@@ -5,6 +5,7 @@
 #include "workflow/idbuilder_internal.h"
 #include "workflow/matrix.h"
 #include "workflow/needs.h"
+#include "workflow/yaml_reader.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -457,13 +458,101 @@ static void report_matrix(void *data, const struct token *at, const char *messag
         workflow_context_add_error(c->ctx, message);
 }
 
+/* GitHub's TemplateMemory estimate of a context value: 24 an object, array, boolean or
+ * number, strings (dictionary keys too) 26 more plus 2 a UTF-16 code unit, 8 a null. */
+enum { CONTEXT_MIN_OBJECT = 24, CONTEXT_STRING_OVERHEAD = 26, CONTEXT_NULL = 8 };
+
+static size_t string_size(const char *s)
+{
+    return CONTEXT_STRING_OVERHEAD + 2 * yaml_reader_text_length(s, strlen(s));
+}
+
+static size_t context_size(const json_t *v)
+{
+    if (json_is_null(v))
+        return CONTEXT_NULL;
+    if (json_is_string(v))
+        return CONTEXT_MIN_OBJECT + string_size(json_string_value(v));
+    size_t n = CONTEXT_MIN_OBJECT;
+    if (json_is_array(v)) {
+        for (size_t i = 0; i < json_array_size(v); i++)
+            n += context_size(json_array_get(v, i));
+    } else if (json_is_object(v)) {
+        const char *key;
+        json_t *member;
+        json_object_foreach((json_t *)v, key, member)
+        {
+            n += CONTEXT_MIN_OBJECT + string_size(key) + context_size(member);
+        }
+    }
+    return n;
+}
+
+/* What one configuration costs GitHub's early validation at least: the configuration, an
+ * empty id, the null display name, "matrix", an empty matrix, "strategy" and its context. */
+static size_t configuration_min_size(void)
+{
+    static const char *const strategy_keys[] = {"fail-fast", "job-index", "job-total",
+                                                "max-parallel"};
+    size_t n = CONTEXT_MIN_OBJECT + 2 * CONTEXT_STRING_OVERHEAD + string_size("matrix") +
+               CONTEXT_MIN_OBJECT + string_size("strategy") + CONTEXT_MIN_OBJECT;
+    for (size_t i = 0; i < 4; i++)
+        n += CONTEXT_MIN_OBJECT + string_size(strategy_keys[i]) + CONTEXT_MIN_OBJECT;
+    return n;
+}
+
+/* Notes the configuration limit (set to what fits); other errors were reported by the
+ * validation before. */
+static void note_matrix_limit(void *data, const struct token *at, const char *message)
+{
+    (void)at;
+    if (str_starts_with(message, "Strategy for job"))
+        *(bool *)data = true;
+}
+
+/* GitHub's early validation builds every configuration of a literal matrix and counts it
+ * against the result size (MatrixBuilder.CreateConfiguration: the configuration, its id, its
+ * display name - null here, the job name being unknown -, "matrix" and the matrix context;
+ * then ConvertToStrategy: "strategy" and the strategy context of each). Past the limit it
+ * throws "Maximum object size exceeded". A matrix too large to fit is refused without building
+ * it: each configuration costs at least configuration_min_size(). */
+static void count_strategy(struct converter *c, const struct token *t)
+{
+    struct schema_context *schema = c->ctx->schema;
+    size_t max = schema->max_bytes ? schema->max_bytes : SCHEMA_MAX_BYTES;
+    if (has_expression(t) || t->type != TOKEN_MAPPING || !token_mapping_get(t, "matrix", false) ||
+        schema->bytes > max)
+        return;
+    size_t fit = (max - schema->bytes) / configuration_min_size() + 1;
+    struct matrix m;
+    bool too_many = false;
+    struct matrix_options o = {.max_configurations = fit};
+    int rc = matrix_expand(t, &o, &m, note_matrix_limit, &too_many);
+    size_t total = 0;
+    for (size_t i = 0; rc == 0 && i < m.count; i++) {
+        const struct matrix_configuration *k = &m.items[i];
+        total += CONTEXT_MIN_OBJECT + string_size(k->id ? k->id : "") + CONTEXT_STRING_OVERHEAD +
+                 string_size("matrix") + (k->matrix ? context_size(k->matrix) : CONTEXT_NULL) +
+                 string_size("strategy") + context_size(k->strategy);
+    }
+    matrix_free(&m);
+    if (too_many || total > max - schema->bytes) {
+        schema->failed = true;
+        throw(c, "Maximum object size exceeded");
+    }
+    schema->bytes += total;
+}
+
 static void check_strategy(struct converter *c, const struct token *t)
 {
     struct matrix m;
     struct matrix_options o = {.validate_only = true};
+    size_t errors = c->ctx->schema->nerrors;
     if (matrix_expand(t, &o, &m, report_matrix, c) == -2)
         longjmp(c->thrown, 1);
     matrix_free(&m);
+    if (c->ctx->schema->nerrors == errors)
+        count_strategy(c, t);
 }
 
 static void check_snapshot(struct converter *c, const struct token *t)
@@ -1307,14 +1396,11 @@ static void prefix_errors(struct converter *c, const struct workflow_job *job, s
         char *message = schema->errors[i].message;
         if (*caller && str_starts_with(message, caller))
             continue;
-        /* The called file is named once, in the prefix. */
-        const char *text = message;
-        size_t ref_len = strlen(str_of(job->ref));
-        if (strncmp(text, str_of(job->ref), ref_len) == 0 && strncmp(text + ref_len, ": ", 2) == 0)
-            text += ref_len + 2;
+        /* GitHub's CalledWorkflowNotValidWithErrors, then the message as it was (which names
+         * the called file itself when it has a position or a file). */
         schema->errors[i].message =
-            xasprintf("In %s (Line: %d, Col: %d): Error from called workflow %s: %s", caller,
-                      job->ref->line, job->ref->col, str_of(job->ref), text);
+            xasprintf("In %s (Line: %d, Col: %d): Error from called workflow %s", caller,
+                      job->ref->line, job->ref->col, message);
         free(message);
     }
 }

@@ -45,6 +45,10 @@ struct reader {
     size_t anchor_slots;
     size_t nodes;
     struct token *root;
+    /* Character indexes (as libyaml's marks count them) of the characters beyond the BMP,
+     * ascending; NULL when the text has none. */
+    size_t *astral;
+    size_t nastral;
 };
 
 size_t yaml_reader_text_length(const char *text, size_t len)
@@ -56,6 +60,51 @@ size_t yaml_reader_text_length(const char *text, size_t len)
             n += c >= 0xF0 ? 2 : 1; /* 4-byte sequences are surrogate pairs in UTF-16 */
     }
     return n;
+}
+
+/* libyaml counts a mark's column in characters; GitHub's reader (YamlDotNet over a .NET
+ * string) in UTF-16 code units, where a character beyond the BMP (an emoji) is two. The
+ * characters before the mark on its line are the `column` ones before its index, whatever
+ * libyaml took for a line break; each astral one among them adds a unit. */
+static void reader_index_astral(struct reader *r, const char *text, size_t len)
+{
+    size_t i = len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0 ? 3 : 0; /* not counted */
+    size_t chars = 0, cap = 0;
+    for (; i < len; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if ((c & 0xC0) == 0x80)
+            continue;
+        if (c >= 0xF0) {
+            if (r->nastral == cap) {
+                cap = cap ? cap * 2 : 16;
+                r->astral = xrealloc(r->astral, cap * sizeof(*r->astral));
+            }
+            r->astral[r->nastral++] = chars;
+        }
+        chars++;
+    }
+}
+
+static size_t astral_before(const struct reader *r, size_t index)
+{
+    size_t lo = 0, hi = r->nastral;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (r->astral[mid] < index)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* The 1-based column of a mark in UTF-16 code units. */
+static int reader_column(const struct reader *r, const yaml_mark_t *mark)
+{
+    size_t col = mark->column;
+    if (r->nastral && mark->index >= mark->column)
+        col += astral_before(r, mark->index) - astral_before(r, mark->index - mark->column);
+    return (int)col + 1;
 }
 
 static int reader_fail(struct reader *r, const char *fmt, ...)
@@ -202,7 +251,7 @@ static struct token *reader_scalar(struct reader *r, const yaml_event_t *ev)
 {
     const char *value = (const char *)ev->data.scalar.value;
     const char *tag = (const char *)ev->data.scalar.tag;
-    int line = (int)ev->start_mark.line + 1, col = (int)ev->start_mark.column + 1;
+    int line = (int)ev->start_mark.line + 1, col = reader_column(r, &ev->start_mark);
     yaml_scalar_style_t style = ev->data.scalar.style;
     struct token *t = NULL;
     double n = 0;
@@ -422,7 +471,7 @@ static int reader_event(struct reader *r, const yaml_event_t *ev, int *documents
             return -1;
         struct token *t = seq ? token_new_sequence(r->arena) : token_new_mapping(r->arena);
         token_set_position(t, r->options->file, (int)ev->start_mark.line + 1,
-                           (int)ev->start_mark.column + 1);
+                           reader_column(r, &ev->start_mark));
         if (r->depth == r->cap) {
             r->cap = r->cap ? r->cap * 2 : 16;
             r->stack = xrealloc(r->stack, r->cap * sizeof(*r->stack));
@@ -477,7 +526,7 @@ static int reader_syntax_error(struct reader *r, const yaml_parser_t *parser)
     if (msg.data[0] >= 'a' && msg.data[0] <= 'z')
         msg.data[0] = (char)(msg.data[0] - 'a' + 'A');
     buf_putc(&msg, '.');
-    error_set_at(r->err, EINVAL, r->where, (int)mark->line + 1, (int)mark->column + 1, "%s",
+    error_set_at(r->err, EINVAL, r->where, (int)mark->line + 1, reader_column(r, mark), "%s",
                  msg.data);
     buf_free(&msg);
     return -1;
@@ -504,6 +553,7 @@ int yaml_reader_load(struct arena *arena, const char *text, size_t len,
     yaml_parser_t parser;
     if (!yaml_parser_initialize(&parser))
         return reader_fail(&r, "cannot initialise the YAML parser (out of memory)");
+    reader_index_astral(&r, text, len);
     yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
     int rc = 0, documents = 0;
     bool done = false;
@@ -522,6 +572,7 @@ int yaml_reader_load(struct arena *arena, const char *text, size_t len,
     free(r.stack);
     free(r.anchors);
     free(r.anchor_index);
+    free(r.astral);
     if (rc < 0) {
         *out = opts.partial ? r.root : NULL;
         return rc;

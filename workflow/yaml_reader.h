@@ -2,8 +2,9 @@
  * as GitHub's YamlObjectReader reads it: plain scalars typed by the YAML 1.2 core schema
  * (null, boolean, number, else string), quoted and block scalars always strings, explicit
  * !!str/!!int/!!float/!!bool/!!null tags, anchors and aliases (an alias shares the anchored
- * tokens), and GitHub's limits. Strings are left as written: ${{ }} is parsed later, against
- * the schema (workflow/schema.h). Pure: the caller passes the text. */
+ * tokens), and GitHub's limits. Positions are 1-based lines and columns in UTF-16 code units
+ * (as GitHub's: an emoji counts two). Strings are left as written: ${{ }} is parsed later,
+ * against the schema (workflow/schema.h). Pure: the caller passes the text. */
 #ifndef HARRIER_WORKFLOW_YAML_READER_H
 #define HARRIER_WORKFLOW_YAML_READER_H
 

@@ -228,13 +228,17 @@ def test_shells_python_and_custom(repo, exec_in):
                   print("python sees", os.environ["GITHUB_ACTIONS"])
               - shell: perl {0}
                 run: print "perl says hi\\n";
-              - run: echo "default shell $0 pipefail=$(set -o | grep pipefail | awk '{print $2}')"
+              - run: echo "default shell pipefail=$(set -o | grep pipefail | awk '{print $2}')"
+              - shell: bash
+                run: echo "bash shell pipefail=$(set -o | grep pipefail | awk '{print $2}')"
     """)
     p = exec_in()
     assert p.returncode == 0, p.stdout
     assert "python sees true" in p.stdout
     assert "perl says hi" in p.stdout
-    assert "pipefail=on" in p.stdout
+    # As GitHub: no `shell:` means `bash -e {0}`; `shell: bash` adds -o pipefail.
+    assert "default shell pipefail=off" in p.stdout
+    assert "bash shell pipefail=on" in p.stdout
 
 
 def test_invalid_workflow_exits_2_with_file_line_col(repo, exec_in):

@@ -308,7 +308,10 @@ def test_background_processes_outlive_their_step_but_not_the_job(runner, level):
     mark = marker()
     try:
         p = runner.run("--level", level, "--marker", mark,
-                       script=f"setsid sleep {mark} & sleep {mark} & echo started")
+                       script=f"setsid sleep {mark} & sleep {mark} & "
+                              # both must have started before the step ends (a loaded machine)
+                              f"until [ $(pgrep -fc 'sleep {mark}') -ge 2 ]; do sleep 0.05; done; "
+                              "echo started")
         assert p.result["exit"] == 0, p.stderr
         assert p.result["left"] == 2, p.stderr  # as GitHub: a step's background jobs go on
         assert p.result["after"] == 0, p.stderr  # but ending the job ends them

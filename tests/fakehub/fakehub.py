@@ -216,6 +216,17 @@ def enum_in(value, names, what):
     raise bad_request(f"{what}: {value!r} is not a valid value")
 
 
+def as_bool(value, what):
+    """A boolean as Newtonsoft reads one: JSON true/false, or "True"/"false" (null: false)."""
+    if value is None:
+        return False
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise bad_request(f"{what}: {value!r} is not a boolean")
+
+
 def int_member(obj, name, where="body", required=True):
     value = member(obj, name, required=required, where=where)
     if value is None:
@@ -300,7 +311,8 @@ class Router:
         self.layout = layout
         self.routes = []
         for name, guid, area, resource, methods, real, rs in LOCATIONS:
-            template = real if layout == "real" else rs
+            # runner.server writes its templates with a leading "/" (§1.3: still relative to the base)
+            template = real if layout == "real" else "/" + rs
             self.routes.append((name, guid, area, resource, methods, template, template_regex(template)))
 
     def match(self, method, rel):
@@ -393,17 +405,19 @@ class Agent:
         self.update(body, public_key)
 
     def update(self, body, public_key):
-        self.name = member(body, "name", str)
-        self.version = member(body, "version", str)
-        self.os_description = body.get("osDescription") or ""
-        self.ephemeral = bool(body.get("ephemeral") or False)
-        self.disable_update = bool(body.get("disableUpdate") or False)
-        self.max_parallelism = body.get("maxParallelism") or 1
-        self.labels = []
+        """Reads a TaskAgent body (validated whole before anything changes)."""
+        name = member(body, "name", str)
+        version = member(body, "version", str)
+        labels = []
         for i, label in enumerate(member(body, "labels", list)):
-            name = member(label, "name", str, where=f"labels[{i}]")
+            lname = member(label, "name", str, where=f"labels[{i}]")
             ltype = enum_in(label.get("type") or "user", ["system", "user"], f"labels[{i}].type")
-            self.labels.append({"id": 0, "name": name, "type": ltype})
+            labels.append({"id": 0, "name": lname, "type": ltype})
+        self.name, self.version, self.labels = name, version, labels
+        self.os_description = body.get("osDescription") or ""
+        self.ephemeral = as_bool(body.get("ephemeral"), "ephemeral")
+        self.disable_update = as_bool(body.get("disableUpdate"), "disableUpdate")
+        self.max_parallelism = body.get("maxParallelism") or 1
         self.public_key = public_key
         pub = public_key.public_numbers()
         self.exponent = base64.b64encode(pub.e.to_bytes((pub.e.bit_length() + 7) // 8, "big")).decode()
@@ -1819,6 +1833,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     job.state = "running"
                 if upd.get("state") == "inProgress" and rid != job.job_id.lower():
                     job.mark("firstStepStarted")
+                if rid == job.job_id.lower() and upd.get("startTime"):
+                    starts = job.times.setdefault("jobRecordStarts", [])
+                    if upd["startTime"] not in starts:
+                        starts.append(upd["startTime"])
+                    if len(starts) > 1:
+                        job.violate("the job record was started twice (two startTime values): the job ran twice?")
             tl["changeId"] += 1
             out = [{k: v for k, v in tl["records"][rid].items() if k != "history"} for rid, _ in updates]
             return Response(200, {"count": len(out), "value": out})
@@ -1909,6 +1929,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 raise vss_error(404, "TaskOrchestrationJobNotFoundException",
                                 f"job {job_id} / request {rid} is not in plan {job.plan_id}")
             job.events.append({"time": iso(), "event": name or "JobCompleted", "body": json.loads(self.body)})
+            if name in (None, "JobCompleted") and job.state == "completed" and job.completed_via == "event":
+                first = next(e for e in job.events if e.get("event") == "JobCompleted")
+                if first["body"] != job.events[-1]["body"]:
+                    job.violate("a second, different JobCompleted for the same job: the job ran twice?")
             if name in (None, "JobCompleted"):
                 if job.plan_version < 8:
                     job.violate("JobCompleted event for plan version < 8 (§7.10: the listener finishes by PATCH)")

@@ -137,8 +137,8 @@ def test_runner_deleted_mid_job(hub, admin, runner):
 
 def test_runner_shutdown_and_other_messages_reach_the_session(hub, admin, runner):
     r = runner()
-    admin.send_message(r.name, "RunnerShutdown", {"reason": "test"}, delay=0.3)
     t0 = time.time()
+    admin.send_message(r.name, "RunnerShutdown", {"reason": "test"}, delay=0.3)
     msg, _ = r.poll()
     assert msg["messageType"] == "RunnerShutdown" and msg["json"] == {"reason": "test"}
     assert time.time() - t0 >= 0.3

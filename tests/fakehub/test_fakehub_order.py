@@ -98,3 +98,18 @@ def test_curl_expect_100_continue_and_chunked_uploads(hub, admin, runner):
                           "--data-binary", rec, w.loc.url(sc.LOC["records"], w.values(timelineId=w.timeline_id))],
                          capture_output=True, timeout=30)
     assert out.stdout == b"200", out
+
+
+def test_a_job_run_twice_is_flagged(hub, admin, runner):
+    r = runner()
+    job, _msg, _q = deliver_job(r, admin)
+    w = sc.Worker(job)
+    w.records([{"id": job["jobId"], "state": "inProgress", "startTime": "2026-05-01T12:00:00.0000000Z"}])
+    w.records([{"id": job["jobId"], "state": "completed", "startTime": "2026-05-01T12:00:00.0000000Z"}])
+    w.completed("succeeded")
+    w.completed("succeeded")                          # a retried event is not a second run
+    assert admin.job(job["requestId"])["violations"] == []
+    w.records([{"id": job["jobId"], "state": "inProgress", "startTime": "2026-05-01T12:00:09.0000000Z"}])
+    w.completed("failed")
+    v = admin.job(job["requestId"])["violations"]
+    assert any("started twice" in x for x in v) and any("second, different JobCompleted" in x for x in v)

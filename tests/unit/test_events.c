@@ -245,3 +245,39 @@ Test(events, fd_writer_writes_whole_lines)
     cr_assert_str_eq(e.line, "Set up job");
     events_event_free(&e);
 }
+
+/* The pipeline of DESIGN.md: a step's line through the command parser, then the masker, then
+ * events: an add-mask value is masked from the next line on, and never shown itself. */
+Test(events, step_output_through_commands_to_events)
+{
+    struct step_commands_options options = {.enhanced_annotations = true, .echo = true};
+    struct step_commands *commands = step_commands_new(masker, &options);
+    const char *lines[] = {"::add-mask::fresh-secret-9", "value is fresh-secret-9",
+                           "::error file=x.c,line=2::bad fresh-secret-9", "::group::G"};
+    for (size_t i = 0; i < 4; i++) {
+        struct step_command_result r = step_commands_process(commands, lines[i], strlen(lines[i]));
+        cr_assert_eq(events_step_command_result(writer, 1, &r, &err), 0);
+    }
+    step_commands_free(commands);
+    cr_assert_null(strstr(stream.data, "fresh-secret"), "%s", stream.data);
+    cr_assert_eq(line_count(), 6);
+    struct events_event e;
+    const char *expected_lines[] = {"::add-mask::***", "value is ***", "##[error]bad ***"};
+    for (size_t i = 0; i < 3; i++) {
+        decode_line(i, &e);
+        cr_assert_eq(e.kind, EVENTS_LOG);
+        cr_assert_str_eq(e.line, expected_lines[i]);
+        events_event_free(&e);
+    }
+    decode_line(3, &e);
+    cr_assert_eq(e.kind, EVENTS_ANNOTATION);
+    cr_assert_str_eq(e.annotation.message, "bad ***");
+    cr_assert_eq(e.annotation.line, 2);
+    events_event_free(&e);
+    decode_line(4, &e);
+    cr_assert_str_eq(e.line, "::group::G", "echo is on");
+    events_event_free(&e);
+    decode_line(5, &e);
+    cr_assert_str_eq(e.line, "##[group]G");
+    events_event_free(&e);
+}

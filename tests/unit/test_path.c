@@ -72,3 +72,24 @@ Test(path, files_mkdir_write_read_remove)
     free(file);
     free(deep);
 }
+
+Test(path, write_file_truncates_and_sets_mode)
+{
+    char dir[] = "/tmp/harrier-path2-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    struct error err = {0};
+    char *file = path_join(dir, "s.sh");
+    cr_assert_eq(path_write_file(file, "long content\n", 13, 0700, &err), 0);
+    cr_assert_eq(path_write_file(file, "x", 1, 0700, &err), 0);
+    size_t len;
+    char *text = path_read_file(file, &len, &err);
+    cr_assert_str_eq(text, "x");
+    struct stat st;
+    cr_assert_eq(stat(file, &st), 0);
+    cr_assert(st.st_mode & S_IXUSR);
+    cr_assert_lt(path_write_file("/nonexistent/dir/f", "x", 1, 0600, &err), 0);
+    cr_assert(strstr(err.message, "/nonexistent/dir/f") != NULL);
+    path_remove_all(dir, &err);
+    free(text);
+    free(file);
+}

@@ -263,6 +263,37 @@ Test(schema, result_size_limit)
     teardown();
 }
 
+/* GitHub counts each file name as it joins the file table, and strings in UTF-16 code units:
+ * a workflow that just fits under one name is refused under a name one character longer. */
+Test(schema, result_size_counts_file_names_in_utf16_units)
+{
+    setup();
+    cr_assert_eq(schema_context_add_file(&ctx, "a.yml"), 1);
+    cr_assert_eq(ctx.bytes, 26 + 2 * 5);
+    schema_context_add_file(&ctx, "A.YML");
+    cr_assert_eq(ctx.bytes, 26 + 2 * 5, "a name already in the table costs nothing");
+    schema_context_add_file(&ctx, "\xc3\xa9\xf0\x9f\x98\x80.yml"); /* é😀: 3 code units */
+    cr_assert_eq(ctx.bytes, 2 * 26 + 2 * 5 + 2 * 7);
+    teardown();
+
+    setup();
+    cr_assert_not_null(schema_read_workflow(&ctx, "w.yml", BASIC, strlen(BASIC), NULL));
+    size_t fits = ctx.bytes;
+    teardown();
+
+    setup();
+    ctx.max_bytes = fits;
+    cr_assert_not_null(schema_read_workflow(&ctx, "w.yml", BASIC, strlen(BASIC), NULL));
+    cr_assert_eq(ctx.nerrors, 0);
+    teardown();
+
+    setup();
+    ctx.max_bytes = fits;
+    cr_assert_null(schema_read_workflow(&ctx, "ww.yml", BASIC, strlen(BASIC), NULL));
+    ASSERT_ERRORS("ww.yml: Maximum object size exceeded");
+    teardown();
+}
+
 Test(schema, error_count_and_length_are_capped)
 {
     setup();

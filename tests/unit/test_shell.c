@@ -25,9 +25,12 @@ Test(shell, default_is_bash_when_present_else_sh)
 {
     struct shell_command c;
     struct error err = {0};
+    /* As GitHub, with no `shell:` at all: `bash -e {0}`, without pipefail. */
     cr_assert_eq(shell_resolve(NULL, path, "/t/s.sh", &c, &err), 0);
     cr_assert(strstr(c.argv[0], "/bash") != NULL);
-    cr_assert_str_eq(c.argv[3], "-eo");
+    cr_assert_str_eq(c.argv[1], "-e");
+    cr_assert_str_eq(c.argv[2], "/t/s.sh");
+    cr_assert_null(c.argv[3]);
     shell_command_free(&c);
     char dir[] = "/tmp/harrier-shell-XXXXXX";
     cr_assert_not_null(mkdtemp(dir));

@@ -296,8 +296,7 @@ Test(workflow, the_file_count_is_limited)
     cr_assert_null(t);
     cleanup_free char *errors = errors_text();
     cr_assert_str_eq(errors, "In .github/workflows/w.yml (Line: 4, Col: 11): Error from called "
-                             "workflow o/r/.github/workflows/deploy.yml@v1: The maximum file count "
-                             "of 1 has been exceeded\n");
+                             "workflow The maximum file count of 1 has been exceeded\n");
 }
 
 Test(workflow, events_are_modelled_as_githubs_typescript_parser)
@@ -321,4 +320,79 @@ Test(workflow, events_are_modelled_as_githubs_typescript_parser)
     cr_assert_str_eq(errors, ".github/workflows/w.yml (Line: 7, Col: 14): Missing 'options' for "
                              "choice input\n");
     json_decref(events);
+}
+
+Test(workflow, errors_in_a_called_workflow_say_where_it_was_called)
+{
+    options.load = load_called;
+    called_text = "on: workflow_call\n"
+                  "jobs:\n"
+                  "  inner:\n"
+                  "    runs-on: x\n"
+                  "    steps:\n"
+                  "      - uses: nope\n";
+    struct workflow_template *t = convert("on: push\n"
+                                          "jobs:\n"
+                                          "  call:\n"
+                                          "    uses: o/r/.github/workflows/deploy.yml@v1\n");
+    cr_assert_null(t);
+    cleanup_free char *errors = errors_text();
+    cr_assert_str_eq(errors, "In .github/workflows/w.yml (Line: 4, Col: 11): Error from called "
+                             "workflow o/r/.github/workflows/deploy.yml@v1 (Line: 6, Col: 15): "
+                             "Expected format {org}/{repo}[/path]@ref. Actual 'nope'\n");
+}
+
+/* GitHub's early validation builds a literal matrix and counts each configuration against the
+ * result size (TemplateMemory): here 4 configurations of 772 bytes each - the configuration
+ * 24, id "a_1" 32, null name 26, "matrix" 38, {os: a, node: 1} 212, "strategy" 42 and the
+ * strategy context 398. */
+static const char *const MATRIX = "on: push\n"
+                                  "jobs:\n"
+                                  "  build:\n"
+                                  "    runs-on: ubuntu-latest\n"
+                                  "    strategy:\n"
+                                  "      matrix:\n"
+                                  "        os: [a, b]\n"
+                                  "        node: [1, 2]\n"
+                                  "    steps:\n"
+                                  "      - run: make\n";
+
+Test(workflow, a_literal_matrix_counts_against_the_result_size)
+{
+    struct token *root = read_yaml(".github/workflows/w.yml", MATRIX);
+    size_t read = schema.bytes;
+    schema.max_bytes = read + 4 * 772;
+    struct workflow_template *t = NULL;
+    cr_assert_eq(workflow_convert(&ctx, root, &t), 0);
+    cr_assert_eq(schema.nerrors, 0);
+    cr_assert_eq(schema.bytes, read + 4 * 772);
+}
+
+Test(workflow, a_matrix_past_the_result_size_is_refused)
+{
+    struct token *root = read_yaml(".github/workflows/w.yml", MATRIX);
+    schema.max_bytes = schema.bytes + 4 * 772 - 1;
+    struct workflow_template *t = NULL;
+    workflow_convert(&ctx, root, &t);
+    cr_assert_eq(schema.nerrors, 1);
+    cr_assert_str_eq(schema.errors[0].message, "Maximum object size exceeded");
+}
+
+Test(workflow, a_huge_matrix_is_refused_without_building_it)
+{
+    struct buf text = BUF_INIT;
+    buf_puts(&text, "on: push\njobs:\n  build:\n    runs-on: x\n    strategy:\n      matrix:\n");
+    for (int v = 0; v < 6; v++) {
+        buf_printf(&text, "        v%d: [", v);
+        for (int i = 0; i < 30; i++)
+            buf_printf(&text, "%s%d", i ? ", " : "", i);
+        buf_puts(&text, "]\n");
+    }
+    buf_puts(&text, "    steps:\n      - run: make\n");
+    struct token *root = read_yaml(".github/workflows/w.yml", text.data);
+    buf_free(&text);
+    struct workflow_template *t = NULL;
+    workflow_convert(&ctx, root, &t);
+    cleanup_free char *errors = errors_text();
+    cr_assert_str_eq(errors, "Maximum object size exceeded\n");
 }

@@ -107,6 +107,37 @@ Test(yaml_reader, positions_are_one_based)
     teardown();
 }
 
+/* GitHub counts columns in UTF-16 code units: an emoji is two, an accented letter one; a
+ * byte-order mark is not counted; a line break starts the count again. */
+Test(yaml_reader, columns_count_utf16_code_units)
+{
+    setup();
+    struct token *t =
+        load("\xef\xbb\xbf"
+             "a: [\xf0\x9f\x98\x80, \xc3\xa9, x, \xf0\x9f\x9a\x80\xf0\x9f\x9a\x80, y]\n"
+             "b: [\xc3\xa9, z]\n"
+             "\xf0\x9f\x98\x80: {k: v}\n");
+    struct token *a = token_mapping_get(t, "a", false);
+    cr_assert_eq(a->col, 4);
+    cr_assert_eq(a->u.sequence.items[0]->col, 5);  /* after "[" */
+    cr_assert_eq(a->u.sequence.items[1]->col, 9);  /* after the emoji: 2 units */
+    cr_assert_eq(a->u.sequence.items[2]->col, 12); /* é is one */
+    cr_assert_eq(a->u.sequence.items[3]->col, 15);
+    cr_assert_eq(a->u.sequence.items[4]->col, 21); /* two rockets: four units */
+    struct token *b = token_mapping_get(t, "b", false);
+    cr_assert_eq(b->line, 2);
+    cr_assert_eq(b->u.sequence.items[1]->col, 8);
+    cr_assert_eq(t->u.mapping.pairs[2].value->col, 5);
+    cr_assert_eq(t->u.mapping.pairs[2].value->u.mapping.pairs[0].value->col, 9);
+    teardown();
+
+    setup();
+    load_error("k: \xf0\x9f\x98\x80 x: y\n");
+    cr_assert_eq(err.line, 1);
+    cr_assert_eq(err.col, 8, "col %d", err.col); /* libyaml says 7 characters */
+    teardown();
+}
+
 Test(yaml_reader, mapping_order_and_duplicate_keys_are_kept)
 {
     setup();
