@@ -971,6 +971,19 @@ static bool condition_true(struct worker *w, const char *condition, struct error
     return run;
 }
 
+/* The env context before a step's own env: the job's, under the env: of the uses: steps of
+ * the composite actions it sits in (their steps see it; the job's later steps do not). */
+static void set_env_context(struct worker *w, const struct frame *f)
+{
+    if (!json_object_size(f->env_overlay)) {
+        json_object_set(w->contexts, "env", w->job_env);
+        return;
+    }
+    json_t *env = json_deep_copy(w->job_env);
+    json_object_update(env, f->env_overlay);
+    json_object_set_new(w->contexts, "env", env);
+}
+
 static void skip_step(struct worker *w, const struct job_step *s, int number, bool inner)
 {
     json_t *entry =
@@ -1019,7 +1032,7 @@ static enum step_start start_step(struct worker *w, const struct job_step *s,
     worker_template_context(w, &ec, &tc);
     struct error err = {0};
     json_t *inputs = NULL;
-    json_object_set(w->contexts, "env", w->job_env);
+    set_env_context(w, rs->frame);
     int rc = 0;
     if (s->kind != JOB_STEP_SCRIPT && !rs->resolved)
         rc = worker_resolve_step(w, s, &rs->resolved, &err);
@@ -1116,7 +1129,7 @@ static void start_next_step(struct worker *w)
             break;
         }
         worker_enter_frame(w, item ? item->frame : f);
-        json_object_set(w->contexts, "env", w->job_env);
+        set_env_context(w, item ? item->frame : f);
         struct error err = {0};
         const char *condition = item ? stage_condition(w, item, stage) : s->condition;
         bool run = condition_true(w, condition, &err);
