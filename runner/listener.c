@@ -75,6 +75,7 @@ enum op_kind { OP_RECORDS, OP_FEED, OP_LOG_CREATE, OP_LOG_APPEND, OP_SUMMARY, OP
 
 struct op {
     enum op_kind kind;
+    int tries;
     size_t record;
     char *text; /* summary markdown, or feed JSON */
     struct op *next;
@@ -96,7 +97,8 @@ struct job {
     int renew_failures;
     time_t renew_deadline;
 
-    uv_timer_t flush_timer, kill_timer;
+    uv_timer_t flush_timer, kill_timer, retry_timer;
+    bool op_waiting; /* a failed upload waits for its retry */
     char *work, *message_path;
     struct sandbox_step *proc;
     uv_pipe_t pipe;
@@ -225,7 +227,7 @@ static void job_maybe_free(struct job *j);
 
 static void job_op_next(struct job *j)
 {
-    if (j->op_running || !j->ops || !j->connected)
+    if (j->op_running || j->op_waiting || !j->ops || !j->connected)
         return;
     struct op *op = j->ops;
     j->ops = op->next;
@@ -346,6 +348,13 @@ static void job_op_next(struct job *j)
 
 static void job_done(struct job *j);
 
+static void on_retry_timer(uv_timer_t *t)
+{
+    struct job *j = t->data;
+    j->op_waiting = false;
+    job_op_next(j);
+}
+
 static void on_op_done(struct http_response *resp, const struct error *err, void *user)
 {
     struct op_ctx *ctx = user;
@@ -365,6 +374,23 @@ static void on_op_done(struct http_response *resp, const struct error *err, void
             j->records[op->record].dirty = true;
             job_op_push(j, OP_LOG_APPEND, op->record, NULL, true);
         }
+    }
+    if (!ok && op->kind == OP_RECORDS)
+        for (size_t i = 0; i < j->record_count; i++)
+            j->records[i].dirty = true; /* the whole state goes again */
+    cleanup_free char *key = !err && resp ? vss_error_type_key(resp) : NULL;
+    bool final = key && (strstr(key, "PlanNotFound") || strstr(key, "PlanSecurity") ||
+                         strstr(key, "PlanTerminated"));
+    /* Records, logs and the completion are retried: 5 tries, 5 s apart (§7.10). */
+    if (!ok && !final && op->tries < 4 && op->kind != OP_FEED && op->kind != OP_SUMMARY) {
+        op->tries++;
+        op->next = j->ops;
+        j->ops = op;
+        if (j->ops_tail == &j->ops)
+            j->ops_tail = &op->next;
+        j->op_waiting = true;
+        uv_timer_start(&j->retry_timer, on_retry_timer, scaled(5000), 0);
+        return;
     }
     bool complete = op->kind == OP_COMPLETE;
     free(op->text);
@@ -894,8 +920,9 @@ static int job_new(struct listener *l, json_t *message, int64_t message_id, stru
     uv_timer_init(&l->loop, &j->renew_timer);
     uv_timer_init(&l->loop, &j->flush_timer);
     uv_timer_init(&l->loop, &j->kill_timer);
-    j->renew_timer.data = j->flush_timer.data = j->kill_timer.data = j;
-    j->handles_open += 3;
+    uv_timer_init(&l->loop, &j->retry_timer);
+    j->renew_timer.data = j->flush_timer.data = j->kill_timer.data = j->retry_timer.data = j;
+    j->handles_open += 4;
     uv_timer_start(&j->flush_timer, on_flush, 500, 500);
     if (vss_conn_connect_start(j->conn, on_job_connected, j, err) < 0)
         log_error("cannot reach the job's service: %s", err->message);
@@ -967,6 +994,7 @@ static void job_done(struct job *j)
     uv_close((uv_handle_t *)&j->renew_timer, on_handle_closed);
     uv_close((uv_handle_t *)&j->flush_timer, on_handle_closed);
     uv_close((uv_handle_t *)&j->kill_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&j->retry_timer, on_handle_closed);
     if (l->o->once || l->settings.ephemeral) {
         if (l->settings.ephemeral || l->o->jit) {
             struct error err = {0};
