@@ -53,14 +53,10 @@ static const struct {
     const char *ossl;
     int width; /* 1: modulus length, 2: half of it, 0: minimal */
 } key_params[] = {
-    {"modulus", OSSL_PKEY_PARAM_RSA_N, 1},
-    {"exponent", OSSL_PKEY_PARAM_RSA_E, 0},
-    {"d", OSSL_PKEY_PARAM_RSA_D, 1},
-    {"p", OSSL_PKEY_PARAM_RSA_FACTOR1, 2},
-    {"q", OSSL_PKEY_PARAM_RSA_FACTOR2, 2},
-    {"dp", OSSL_PKEY_PARAM_RSA_EXPONENT1, 2},
-    {"dq", OSSL_PKEY_PARAM_RSA_EXPONENT2, 2},
-    {"inverseQ", OSSL_PKEY_PARAM_RSA_COEFFICIENT1, 2},
+    {"modulus", OSSL_PKEY_PARAM_RSA_N, 1},    {"exponent", OSSL_PKEY_PARAM_RSA_E, 0},
+    {"d", OSSL_PKEY_PARAM_RSA_D, 1},          {"p", OSSL_PKEY_PARAM_RSA_FACTOR1, 2},
+    {"q", OSSL_PKEY_PARAM_RSA_FACTOR2, 2},    {"dp", OSSL_PKEY_PARAM_RSA_EXPONENT1, 2},
+    {"dq", OSSL_PKEY_PARAM_RSA_EXPONENT2, 2}, {"inverseQ", OSSL_PKEY_PARAM_RSA_COEFFICIENT1, 2},
 };
 
 int runner_key_from_params(const json_t *params, struct runner_key **out, struct error *err)
@@ -74,8 +70,8 @@ int runner_key_from_params(const json_t *params, struct runner_key **out, struct
         size_t len = 0;
         uint8_t *bytes = text ? codec_base64_decode(text, &len) : NULL;
         if (!bytes || len == 0)
-            rc = error_set(err, EINVAL, "the RSA parameters have no valid '%s'",
-                           key_params[i].json);
+            rc =
+                error_set(err, EINVAL, "the RSA parameters have no valid '%s'", key_params[i].json);
         else
             bn[i] = BN_bin2bn(bytes, (int)len, NULL);
         free(bytes);
@@ -143,14 +139,14 @@ char *runner_key_exponent_base64(const struct runner_key *key)
     return param_base64(key, OSSL_PKEY_PARAM_RSA_E, 0);
 }
 
-char *runner_key_jwt_new(const struct runner_key *key, const char *client_id,
-                         const char *audience, bool ps256, time_t now, struct error *err)
+char *runner_key_jwt_new(const struct runner_key *key, const char *client_id, const char *audience,
+                         bool ps256, time_t now, struct error *err)
 {
     cleanup_free char *jti = codec_uuid4();
     json_t *header = json_pack("{s:s, s:s}", "typ", "JWT", "alg", ps256 ? "PS256" : "RS256");
-    json_t *claims = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I}", "sub", client_id, "iss",
-                               client_id, "aud", audience, "jti", jti, "nbf", (json_int_t)now,
-                               "exp", (json_int_t)now + 300);
+    json_t *claims =
+        json_pack("{s:s, s:s, s:s, s:s, s:I, s:I}", "sub", client_id, "iss", client_id, "aud",
+                  audience, "jti", jti, "nbf", (json_int_t)now, "exp", (json_int_t)now + 300);
     cleanup_free char *h = json_dumps(header, JSON_COMPACT);
     cleanup_free char *c = json_dumps(claims, JSON_COMPACT);
     json_decref(header);
@@ -168,12 +164,12 @@ char *runner_key_jwt_new(const struct runner_key *key, const char *client_id,
         ok = EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) > 0 &&
              EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, 32) > 0 &&
              EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, EVP_sha256()) > 0;
-    ok = ok && EVP_DigestSign(md, NULL, &sig_len, (const uint8_t *)signed_part,
-                              strlen(signed_part)) > 0;
+    ok = ok &&
+         EVP_DigestSign(md, NULL, &sig_len, (const uint8_t *)signed_part, strlen(signed_part)) > 0;
     if (ok) {
         sig = xmalloc(sig_len);
-        ok = EVP_DigestSign(md, sig, &sig_len, (const uint8_t *)signed_part,
-                            strlen(signed_part)) > 0;
+        ok = EVP_DigestSign(md, sig, &sig_len, (const uint8_t *)signed_part, strlen(signed_part)) >
+             0;
     }
     EVP_MD_CTX_free(md);
     if (!ok) {

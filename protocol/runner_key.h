@@ -27,8 +27,8 @@ void runner_key_free(struct runner_key *key);
 
 /* The client assertion of §3.1: sub = iss = client_id, aud = audience, a fresh jti,
  * nbf = now, exp = now + 300. Caller frees. */
-char *runner_key_jwt_new(const struct runner_key *key, const char *client_id,
-                         const char *audience, bool ps256, time_t now, struct error *err);
+char *runner_key_jwt_new(const struct runner_key *key, const char *client_id, const char *audience,
+                         bool ps256, time_t now, struct error *err);
 
 /* RSA-OAEP decryption (SHA-256 or SHA-1 for both OAEP and MGF1). *out is freed by the caller. */
 int runner_key_decrypt(const struct runner_key *key, const uint8_t *data, size_t len, bool sha256,

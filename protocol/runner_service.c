@@ -416,8 +416,8 @@ static void fetch_token(struct vss_call *c)
 {
     struct vss_conn *conn = c->conn;
     struct error err = {0};
-    char *jwt = runner_key_jwt_new(conn->key, conn->client_id, conn->authorization_url,
-                                   conn->ps256, time(NULL), &err);
+    char *jwt = runner_key_jwt_new(conn->key, conn->client_id, conn->authorization_url, conn->ps256,
+                                   time(NULL), &err);
     if (!jwt) {
         call_finish(c, NULL, &err);
         return;
@@ -470,7 +470,8 @@ static void call_send(struct vss_call *c)
         return;
     }
     c->token_request = false;
-    char *auth = conn->token && !c->o.anonymous ? xasprintf("Authorization: Bearer %s", conn->token) : NULL;
+    char *auth =
+        conn->token && !c->o.anonymous ? xasprintf("Authorization: Bearer %s", conn->token) : NULL;
     char *ctype = c->body ? xasprintf("Content-Type: %s", c->content_type) : NULL;
     const char *headers[8];
     size_t n = 0;
@@ -523,8 +524,8 @@ struct vss_call *vss_call_start(struct vss_conn *conn, const struct vss_call_opt
         c->body = xmemdup(options->body, options->body_len + 1);
         c->body[options->body_len] = 0;
         c->body_len = options->body_len;
-        c->content_type = xstrdup(options->content_type ? options->content_type
-                                                        : "application/octet-stream");
+        c->content_type =
+            xstrdup(options->content_type ? options->content_type : "application/octet-stream");
     }
     c->o.json = NULL;
     c->o.body = NULL;

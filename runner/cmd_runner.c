@@ -91,10 +91,9 @@ static int exchange_token(struct oneshot *o, const char *github_url, const char 
         return err->code;
     cleanup_free char *url = xasprintf("%s/actions/runner-registration", api);
     cleanup_free char *auth = xasprintf("Authorization: RemoteAuth %s", token);
-    const char *headers[] = {auth, "Content-Type: application/json; charset=utf-8",
-                             "Accept: application/json",
-                             "User-Agent: GitHubActionsRunner-linux-x64/" RUNNER_SERVICE_VERSION,
-                             NULL};
+    const char *headers[] = {
+        auth, "Content-Type: application/json; charset=utf-8", "Accept: application/json",
+        "User-Agent: GitHubActionsRunner-linux-x64/" RUNNER_SERVICE_VERSION, NULL};
     json_t *body = json_pack("{s:s, s:s}", "url", github_url, "runner_event", event);
     cleanup_free char *text = json_dumps(body, JSON_COMPACT);
     json_decref(body);
@@ -217,8 +216,8 @@ static json_t *agent_labels(const char *extra, bool no_default)
     if (!no_default) {
         const char *sys[] = {"self-hosted", "Linux", machine_arch()};
         for (size_t i = 0; i < 3; i++)
-            json_array_append_new(labels, json_pack("{s:i, s:s, s:s}", "id", 0, "name", sys[i],
-                                                    "type", "system"));
+            json_array_append_new(
+                labels, json_pack("{s:i, s:s, s:s}", "id", 0, "name", sys[i], "type", "system"));
     }
     size_t n = 0;
     char **user = extra ? str_split(extra, ',', &n) : NULL;
@@ -308,8 +307,8 @@ static int configure(struct oneshot *o, const struct config_request *q, struct e
                          1, "createdOn", "0001-01-01T00:00:00", "authorization", "publicKey",
                          "exponent", exp, "modulus", mod, "id", (json_int_t)existing, "name", name,
                          "version", RUNNER_SERVICE_VERSION, "osDescription", "Linux (harrier)",
-                         "ephemeral", q->ephemeral, "disableUpdate", q->disable_update, "status",
-                         0, "provisioningState", "Provisioned");
+                         "ephemeral", q->ephemeral, "disableUpdate", q->disable_update, "status", 0,
+                         "provisioningState", "Provisioned");
         cleanup_free char *pid = xasprintf("%lld", (long long)pool_id);
         cleanup_free char *aid = xasprintf("%lld", (long long)existing);
         const char *route[] = {"poolId", pid, "agentId", existing ? aid : NULL, NULL};
@@ -507,8 +506,10 @@ static void scrub_input_environment(void)
 
 int command_run(const struct cli_command *cmd, struct cli_args *args)
 {
-    struct listener_options lo = {.dir = config_dir(), .once = cli_flag(cmd, args, "once"), .slots = 1};
-    cleanup_free char *jit = cli_get(cmd, args, "jitconfig") ? xstrdup(cli_get(cmd, args, "jitconfig")) : NULL;
+    struct listener_options lo = {
+        .dir = config_dir(), .once = cli_flag(cmd, args, "once"), .slots = 1};
+    cleanup_free char *jit =
+        cli_get(cmd, args, "jitconfig") ? xstrdup(cli_get(cmd, args, "jitconfig")) : NULL;
     const char *slots = cli_get(cmd, args, "slots");
     if (slots) {
         char *end;

@@ -57,8 +57,12 @@ static bool infer_hosted(const struct runner_settings *s)
     if (env_truthy("GITHUB_ACTIONS_RUNNER_FORCE_GHES"))
         return false;
     static const char *const v1[] = {".actions.githubusercontent.com", ".codedev.ms", NULL};
-    static const char *const v2[] = {".actions.githubusercontent.com", ".githubapp.com", ".ghe.com",
-                                     ".actions.localhost", ".ghe.localhost", NULL};
+    static const char *const v2[] = {".actions.githubusercontent.com",
+                                     ".githubapp.com",
+                                     ".ghe.com",
+                                     ".actions.localhost",
+                                     ".ghe.localhost",
+                                     NULL};
     if (s->server_url && *s->server_url)
         return host_ends_with_any(s->server_url, v1);
     if (s->server_url_v2 && *s->server_url_v2)
@@ -115,8 +119,8 @@ int config_store_load(const char *dir, struct runner_settings *settings,
     credentials->authorization_url = dup_member(data, "authorizationUrl");
     credentials->oauth_endpoint_url = dup_member(data, "oauthEndpointUrl");
     const char *fips = json_get_string(data, "requireFipsCryptography");
-    credentials->require_fips =
-        fips ? (str_eq_nocase(fips, "true") || strcmp(fips, "1") == 0) : get_flag(data, "requireFipsCryptography");
+    credentials->require_fips = fips ? (str_eq_nocase(fips, "true") || strcmp(fips, "1") == 0)
+                                     : get_flag(data, "requireFipsCryptography");
     json_decref(c);
     if (!credentials->scheme || !str_eq_nocase(credentials->scheme, "OAuth") ||
         !credentials->client_id || !credentials->authorization_url)
@@ -227,8 +231,7 @@ int config_store_write_jit(const char *dir, const char *blob, struct error *err)
         size_t n = 0;
         cleanup_free uint8_t *bytes = content ? codec_base64_decode(content, &n) : NULL;
         if (!bytes) {
-            rc = error_set(err, EINVAL, "the JIT configuration has no valid '%s'",
-                           store_files[i]);
+            rc = error_set(err, EINVAL, "the JIT configuration has no valid '%s'", store_files[i]);
             break;
         }
         cleanup_free char *path = path_join(dir, store_files[i]);

@@ -207,12 +207,25 @@ static json_t *record_json(struct job *j, struct record *r)
 }
 
 static char *job_route_url(struct job *j, const char *guid, const char *record, const char *log,
-                           const char *type, const char *name, const char *query,
-                           struct error *err)
+                           const char *type, const char *name, const char *query, struct error *err)
 {
-    const char *route[] = {"scopeIdentifier", j->scope, "hubName", j->hub, "planId", j->plan_id,
-                           "timelineId", j->timeline_id, "recordId", record, "logId", log,
-                           "type", type, "name", name, NULL};
+    const char *route[] = {"scopeIdentifier",
+                           j->scope,
+                           "hubName",
+                           j->hub,
+                           "planId",
+                           j->plan_id,
+                           "timelineId",
+                           j->timeline_id,
+                           "recordId",
+                           record,
+                           "logId",
+                           log,
+                           "type",
+                           type,
+                           "name",
+                           name,
+                           NULL};
     return vss_conn_url(j->conn, guid, route, query, err);
 }
 
@@ -263,9 +276,9 @@ static void job_op_next(struct job *j)
     }
     case OP_LOG_CREATE: {
         cleanup_free char *path = xasprintf("logs\\%s", r->id);
-        body = json_pack("{s:s, s:s, s:s, s:i, s:n}", "path", path, "createdOn",
-                         "0001-01-01T00:00:00", "lastChangedOn", "0001-01-01T00:00:00", "id", 0,
-                         "location");
+        body =
+            json_pack("{s:s, s:s, s:s, s:i, s:n}", "path", path, "createdOn", "0001-01-01T00:00:00",
+                      "lastChangedOn", "0001-01-01T00:00:00", "id", 0, "location");
         url = job_route_url(j, VSS_LOC_LOGS, NULL, NULL, NULL, NULL, NULL, &err);
         o.method = "POST";
         break;
@@ -292,8 +305,8 @@ static void job_op_next(struct job *j)
     case OP_COMPLETE:
         if (j->plan_version >= 8) {
             body = json_pack("{s:s, s:s, s:I, s:s, s:o}", "name", "JobCompleted", "jobId",
-                             j->job_id, "requestId", (json_int_t)j->request_id, "result",
-                             j->result, "outputs", json_object());
+                             j->job_id, "requestId", (json_int_t)j->request_id, "result", j->result,
+                             "outputs", json_object());
             const char *k;
             json_t *v;
             json_object_foreach(j->outputs, k, v)
@@ -308,10 +321,10 @@ static void job_op_next(struct job *j)
         } else {
             char pool[32], rid[32];
             snprintf(rid, sizeof rid, "%lld", (long long)j->request_id);
-            const char *route[] = {"poolId", route_pool(j->l, pool, sizeof pool), "requestId",
-                                   rid, NULL};
-            url = vss_conn_url(j->l->conn, VSS_LOC_JOBREQUESTS, route, "lockToken=" EMPTY_GUID,
-                               &err);
+            const char *route[] = {"poolId", route_pool(j->l, pool, sizeof pool), "requestId", rid,
+                                   NULL};
+            url =
+                vss_conn_url(j->l->conn, VSS_LOC_JOBREQUESTS, route, "lockToken=" EMPTY_GUID, &err);
             cleanup_free char *finish = now_iso();
             body = json_pack("{s:I, s:s, s:s}", "requestId", (json_int_t)j->request_id,
                              "finishTime", finish, "result", j->result);
@@ -365,7 +378,9 @@ static void on_op_done(struct http_response *resp, const struct error *err, void
     bool ok = !err && resp && resp->status / 100 == 2;
     if (!ok)
         log_warn("job upload %d failed: %s", (int)op->kind,
-                 err ? err->message : resp ? resp->body.data ? resp->body.data : "" : "");
+                 err    ? err->message
+                 : resp ? resp->body.data ? resp->body.data : ""
+                        : "");
     if (op->kind == OP_LOG_CREATE && ok) {
         json_t *log = json_load_text(resp->body.data, resp->body.len, NULL, NULL);
         if (log) {
@@ -499,8 +514,8 @@ static const char *message_step_id(struct job *j, const char *context_name)
     {
         const char *name = json_get_string(s, "contextName");
         const char *id = json_get_string(s, "id");
-        if (context_name && ((name && strcmp(name, context_name) == 0) ||
-                             (id && str_eq_nocase(id, context_name))))
+        if (context_name &&
+            ((name && strcmp(name, context_name) == 0) || (id && str_eq_nocase(id, context_name))))
             return id;
     }
     return NULL;
@@ -543,17 +558,16 @@ static void on_event(struct job *j, const struct events_event *ev)
         struct record *r = &j->records[step_index(j, ev->step)];
         const char *level = ev->annotation.level == ANNOTATION_ERROR     ? "error"
                             : ev->annotation.level == ANNOTATION_WARNING ? "warning"
-                                                                              : "notice";
+                                                                         : "notice";
         if (strcmp(level, "error") == 0)
             r->errors++;
         else if (strcmp(level, "warning") == 0)
             r->warnings++;
         else
             r->notices++;
-        json_array_append_new(r->issues,
-                              json_pack("{s:s, s:s, s:s}", "type", level, "category", "General",
-                                        "message",
-                                        ev->annotation.message ? ev->annotation.message : ""));
+        json_array_append_new(
+            r->issues, json_pack("{s:s, s:s, s:s}", "type", level, "category", "General", "message",
+                                 ev->annotation.message ? ev->annotation.message : ""));
         r->dirty = true;
         break;
     }
@@ -664,8 +678,11 @@ static int job_spawn_worker(struct job *j, struct error *err)
     cleanup_free char *text = json_dumps(j->message, JSON_COMPACT);
     if (path_write_file_atomic(j->message_path, text, strlen(text), 0600, err) < 0)
         return err->code;
-    const char *argv[12] = {l->self_exe, "worker", "--message", j->message_path, "--work", root,
-                            "--name", l->settings.agent_name ? l->settings.agent_name : "harrier"};
+    const char *argv[12] = {
+        l->self_exe, "worker",
+        "--message", j->message_path,
+        "--work",    root,
+        "--name",    l->settings.agent_name ? l->settings.agent_name : "harrier"};
     size_t n = 8;
     if (!l->o->sandbox_fallback) {
         argv[n++] = "--sandbox";
@@ -816,7 +833,7 @@ static void on_renew(struct http_response *resp, const struct error *err, void *
         job_abandon(j, "the job's lock could not be renewed before it ran out");
         goto out;
     }
-    double wait = !j->renewed               ? random_between(1000, 10000)
+    double wait = !j->renewed              ? random_between(1000, 10000)
                   : j->renew_failures <= 5 ? random_between(5000, 15000)
                                            : random_between(15000, 30000);
     log_warn("renewing the job's lock failed (%s); retrying", err ? err->message : "bad answer");
@@ -904,8 +921,11 @@ static int job_new(struct listener *l, json_t *message, int64_t message_id, stru
     j->message_id = message_id;
     j->job_id = xstrdup(job_id);
     j->plan_id = xstrdup(json_get_string(plan, "planId"));
-    j->scope = xstrdup(json_get_string(plan, "scopeIdentifier") ? json_get_string(plan, "scopeIdentifier") : EMPTY_GUID);
-    j->hub = xstrdup(json_get_string(plan, "planType") ? json_get_string(plan, "planType") : "actions");
+    j->scope =
+        xstrdup(json_get_string(plan, "scopeIdentifier") ? json_get_string(plan, "scopeIdentifier")
+                                                         : EMPTY_GUID);
+    j->hub =
+        xstrdup(json_get_string(plan, "planType") ? json_get_string(plan, "planType") : "actions");
     j->timeline_id = xstrdup(json_get_string(json_get(message, "timeline"), "id"));
     j->plan_version = (int)version;
     j->orch_id = token_orchestration_id(token);
@@ -985,8 +1005,11 @@ static void job_done(struct job *j)
 {
     struct listener *l = j->l;
     log_info("job %s completed: %s", j->job_id, j->result);
-    printf("%s: Job %s completed with result: %s\n", l->settings.agent_name ? l->settings.agent_name : "runner",
-           json_get_string(j->message, "jobDisplayName") ? json_get_string(j->message, "jobDisplayName") : j->job_id,
+    printf("%s: Job %s completed with result: %s\n",
+           l->settings.agent_name ? l->settings.agent_name : "runner",
+           json_get_string(j->message, "jobDisplayName")
+               ? json_get_string(j->message, "jobDisplayName")
+               : j->job_id,
            j->result);
     fflush(stdout);
     j->renew_done = true;
@@ -1110,7 +1133,8 @@ static void on_message(struct listener *l, json_t *m)
         l->job = j;
         l->jobs_taken++;
         printf("%s: Running job: %s\n", l->settings.agent_name ? l->settings.agent_name : "runner",
-               json_get_string(body, "jobDisplayName") ? json_get_string(body, "jobDisplayName") : j->job_id);
+               json_get_string(body, "jobDisplayName") ? json_get_string(body, "jobDisplayName")
+                                                       : j->job_id);
         fflush(stdout);
         json_decref(body);
         /* The worker starts after the first renewal succeeded (§7.1); the poll resumes then. */
@@ -1180,8 +1204,8 @@ static bool session_take(struct listener *l, struct http_response *resp, struct 
         size_t n = 0;
         cleanup_free uint8_t *raw = codec_base64_decode(value, &n);
         if (raw && encrypted)
-            rc = runner_key_decrypt(l->key, raw, n, fips, &l->session_key, &l->session_key_len,
-                                    err);
+            rc =
+                runner_key_decrypt(l->key, raw, n, fips, &l->session_key, &l->session_key_len, err);
         else if (raw)
             l->session_key = xmemdup(raw, n), l->session_key_len = n;
     }
@@ -1276,12 +1300,12 @@ static void session_start(struct listener *l)
     char host[256] = "harrier";
     gethostname(host, sizeof host - 1);
     cleanup_free char *owner = xasprintf("%s (PID: %d)", host, (int)getpid());
-    json_t *body = json_pack("{s:s, s:s, s:{s:I, s:s, s:s, s:s, s:n, s:i, s:n}, s:b}", "sessionId",
-                             EMPTY_GUID, "ownerName", owner, "agent", "id",
-                             (json_int_t)l->settings.agent_id, "name",
-                             l->settings.agent_name ? l->settings.agent_name : "", "version",
-                             RUNNER_SERVICE_VERSION, "osDescription", "Linux (harrier)",
-                             "ephemeral", "status", 0, "provisioningState", "useFipsEncryption", 0);
+    json_t *body =
+        json_pack("{s:s, s:s, s:{s:I, s:s, s:s, s:s, s:n, s:i, s:n}, s:b}", "sessionId", EMPTY_GUID,
+                  "ownerName", owner, "agent", "id", (json_int_t)l->settings.agent_id, "name",
+                  l->settings.agent_name ? l->settings.agent_name : "", "version",
+                  RUNNER_SERVICE_VERSION, "osDescription", "Linux (harrier)", "ephemeral", "status",
+                  0, "provisioningState", "useFipsEncryption", 0);
     struct vss_call_options o = {
         .method = "POST", .url = url, .json = body, .on_done = on_session, .user = l};
     l->session_call = vss_call_start(l->conn, &o, &err);
@@ -1468,8 +1492,7 @@ static void poll_start(struct listener *l)
     struct error err = {0};
     cleanup_free char *url = vss_conn_url(l->conn, VSS_LOC_MESSAGES, route, buf_cstr(&q), &err);
     buf_free(&q);
-    struct vss_call_options o = {
-        .url = url, .timeout_ms = 60000, .on_done = on_poll, .user = l};
+    struct vss_call_options o = {.url = url, .timeout_ms = 60000, .on_done = on_poll, .user = l};
     l->poll_started = uv_now(&l->loop);
     l->poll_busy_status = busy;
     l->poll = url ? vss_call_start(l->conn, &o, &err) : NULL;
@@ -1485,8 +1508,7 @@ static void on_signal(uv_signal_t *sig, int signum)
     struct listener *l = sig->data;
     l->signals++;
     if (l->signals == 1) {
-        fprintf(stderr, "harrier run: stopping%s\n",
-                l->job ? "; cancelling the running job" : "");
+        fprintf(stderr, "harrier run: stopping%s\n", l->job ? "; cancelling the running job" : "");
         if (l->job)
             job_cancel(l->job, 60000);
         listener_stop(l, RUNNER_EXIT_OK);
