@@ -134,6 +134,8 @@ struct listener {
     size_t session_key_len;
 
     struct vss_call *poll, *session_call;
+    int deleting;
+    bool poll_after_delete;
     bool connected_once;
     double conflict_waited;
     bool poll_busy_status;
@@ -746,7 +748,7 @@ static void job_finish(struct job *j)
 /* --- lock renewal (§7.2) ----------------------------------------------------------------- */
 
 static void job_start_worker(struct job *j);
-static void message_delete(struct listener *l, int64_t id);
+static void message_delete(struct listener *l, int64_t id, bool then_poll);
 
 static void on_renew(struct http_response *resp, const struct error *err, void *user);
 
@@ -811,7 +813,8 @@ static void on_renew(struct http_response *resp, const struct error *err, void *
         json_decref(body);
         uv_timer_start(&j->renew_timer, renew_now, scaled(60000), 0);
         if (first) {
-            message_delete(j->l, j->message_id);
+            /* Polling goes on with status Busy: that is where a cancellation arrives. */
+            message_delete(j->l, j->message_id, true);
             job_start_worker(j);
         }
         goto out;
@@ -825,7 +828,7 @@ static void on_renew(struct http_response *resp, const struct error *err, void *
     }
     j->renew_failures++;
     if (!j->renewed && j->renew_failures >= 6) {
-        message_delete(j->l, j->message_id);
+        message_delete(j->l, j->message_id, true);
         job_abandon(j, "the job's lock could not be renewed 6 times in a row");
         goto out;
     }
@@ -852,8 +855,6 @@ static void job_start_worker(struct job *j)
         j->exited = true;
         job_finish(j);
     }
-    /* Keep polling with status Busy: that is where a cancellation arrives (§4.2). */
-    poll_start(j->l);
 }
 
 static void on_job_connected(int rc, const struct error *err, void *user)
@@ -1057,12 +1058,22 @@ static void job_cancel(struct job *j, double timeout_ms)
 static void on_message_deleted(struct http_response *resp, const struct error *err, void *user)
 {
     (void)resp;
-    (void)user;
+    struct listener *l = user;
     if (err)
         log_debug("deleting a message: %s", err->message);
+    if (--l->deleting > 0)
+        return;
+    bool then_poll = l->poll_after_delete;
+    l->poll_after_delete = false;
+    if (l->stopping)
+        listener_stop(l, l->exit_code);
+    else if (then_poll)
+        poll_start(l);
 }
 
-static void message_delete(struct listener *l, int64_t id)
+/* §4.5: the next poll goes out once the message is deleted, so that the service does not
+ * send a job message again. */
+static void message_delete(struct listener *l, int64_t id, bool then_poll)
 {
     char pool[32], mid[32];
     snprintf(mid, sizeof mid, "%lld", (long long)id);
@@ -1070,10 +1081,19 @@ static void message_delete(struct listener *l, int64_t id)
     cleanup_free char *query = xasprintf("sessionId=%s", l->session_id);
     struct error err = {0};
     cleanup_free char *url = vss_conn_url(l->conn, VSS_LOC_MESSAGES, route, query, &err);
-    struct vss_call_options o = {
-        .method = "DELETE", .url = url, .timeout_ms = 30000, .on_done = on_message_deleted};
-    if (!url || !vss_call_start(l->conn, &o, &err))
-        log_warn("cannot delete message %lld: %s", (long long)id, err.message);
+    struct vss_call_options o = {.method = "DELETE",
+                                 .url = url,
+                                 .timeout_ms = 30000,
+                                 .on_done = on_message_deleted,
+                                 .user = l};
+    if (url && vss_call_start(l->conn, &o, &err)) {
+        l->deleting++;
+        l->poll_after_delete |= then_poll;
+        return;
+    }
+    log_warn("cannot delete message %lld: %s", (long long)id, err.message);
+    if (then_poll)
+        poll_start(l);
 }
 
 static json_t *message_decrypt(struct listener *l, json_t *m, struct error *err)
@@ -1111,8 +1131,7 @@ static void on_message(struct listener *l, json_t *m)
     if (!type || !body) {
         log_error("cannot read message %lld: %s", (long long)id, err.message);
         json_decref(body);
-        message_delete(l, id);
-        poll_start(l);
+        message_delete(l, id, true);
         return;
     }
     if (str_eq_nocase(type, "PipelineAgentJobRequest")) {
@@ -1125,9 +1144,8 @@ static void on_message(struct listener *l, json_t *m)
         struct job *j = NULL;
         if (job_new(l, body, id, &j, &err) < 0) {
             log_error("cannot run the job: %s", err.message);
-            message_delete(l, id);
+            message_delete(l, id, true);
             json_decref(body);
-            poll_start(l);
             return;
         }
         l->job = j;
@@ -1157,8 +1175,7 @@ static void on_message(struct listener *l, json_t *m)
         log_info("ignoring a message of type %s", type);
     }
     json_decref(body);
-    message_delete(l, id);
-    poll_start(l);
+    message_delete(l, id, true);
 }
 
 /* --- sessions (§4.1) --------------------------------------------------------------------- */
@@ -1350,7 +1367,7 @@ static void listener_stop(struct listener *l, int code)
         return;
     }
     uv_timer_stop(&l->poll_timer);
-    if (l->job)
+    if (l->job || l->deleting)
         return;
     if (l->session_id && code != -1) {
         char pool[32];

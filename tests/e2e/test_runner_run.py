@@ -220,6 +220,7 @@ def test_faults_are_survived_without_lost_or_duplicated_jobs(make_runner, fault)
         job = r.admin.wait_job(q["requestId"], timeout=60)
         assert job["state"] == "completed" and job["result"] == "succeeded", job
         assert job["assignments"] == 1 or fault["action"] == "duplicate", job
+        assert job["violations"] == [], job
     for q in (first, second):
         starts = [x for x in r.admin.job(q["requestId"], "timeline")["records"] if x["type"] == "Task"]
         assert len(starts) == 1                                # ran once
