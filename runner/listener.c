@@ -551,6 +551,10 @@ static void on_event(struct job *j, const struct events_event *ev)
             j->step_cap = cap;
         }
         j->step_record[ev->step] = index;
+        /* A step's start goes out at once when nothing else is being sent, so the job's page
+         * shows it without the batching delay. */
+        if (!j->op_running && !j->ops && !j->op_waiting)
+            flush_records(j);
         break;
     }
     case EVENTS_LOG:
