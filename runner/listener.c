@@ -12,6 +12,7 @@
 #include "protocol/runner_service.h"
 #include "runner/cli.h"
 #include "runner/config_store.h"
+#include "runner/dotenv.h"
 #include "runner/events.h"
 
 #include <errno.h>
@@ -1562,12 +1563,41 @@ static int listener_open(struct listener *l, struct error *err)
     return 0;
 }
 
+/* The official runner's .env (KEY=VALUE lines) and .path (the PATH for jobs) beside the
+ * configuration, read at start into the environment every worker inherits. */
+static void load_runner_environment(const char *dir)
+{
+    struct error err = {0};
+    cleanup_free char *env_path = path_join(dir, ".env");
+    size_t len = 0;
+    cleanup_free char *text = path_read_file(env_path, &len, &err);
+    if (text) {
+        json_t *vars = json_object();
+        if (dotenv_parse(text, env_path, vars, &err) == 0) {
+            const char *k;
+            json_t *v;
+            json_object_foreach(vars, k, v) setenv(k, json_string_value(v), 1);
+        } else {
+            fprintf(stderr, "harrier run: ignoring %s: %s\n", env_path, err.message);
+        }
+        json_decref(vars);
+    }
+    cleanup_free char *path_path = path_join(dir, ".path");
+    cleanup_free char *path = path_read_file(path_path, &len, &err);
+    if (path) {
+        path[strcspn(path, "\r\n")] = 0;
+        if (*path)
+            setenv("PATH", path, 1);
+    }
+}
+
 int listener_run(const struct listener_options *options)
 {
     const char *scale = getenv("HARRIER_TEST_TIMER_SCALE");
     if (scale && atof(scale) > 0)
         timer_scale = atof(scale);
     srandom((unsigned)time(NULL) ^ (unsigned)getpid());
+    load_runner_environment(options->dir);
     struct listener l = {.o = options};
     uv_loop_init(&l.loop);
     char self[4096];

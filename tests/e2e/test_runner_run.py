@@ -374,3 +374,21 @@ def test_real_cadence_lock_renewal(make_runner):
 def fh_time(req):
     from datetime import datetime
     return datetime.strptime(req["time"][:26], "%Y-%m-%dT%H:%M:%S.%f").timestamp()
+
+
+def test_env_and_path_files_reach_the_job(make_runner):
+    r = make_runner()
+    bindir = r.path / "tools"
+    bindir.mkdir()
+    tool = bindir / "only-here"
+    tool.write_text("#!/bin/sh\necho tool-from-dot-path\n")
+    tool.chmod(0o755)
+    (r.path / ".env").write_text("RUNNER_SITE=lab-7\n")
+    (r.path / ".path").write_text(f"{bindir}:/usr/bin:/bin\n")
+    proc = r.start("--once")
+    r.wait_polling()
+    q = r.admin.queue_job(job_message('echo "site=$RUNNER_SITE"; only-here'))
+    assert finish(proc)[0] == 0
+    assert r.admin.wait_job(q["requestId"], timeout=5)["result"] == "succeeded"
+    logs = json.dumps(r.admin.job(q["requestId"], "logs"))
+    assert "site=lab-7" in logs and "tool-from-dot-path" in logs
