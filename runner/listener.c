@@ -1089,6 +1089,7 @@ static void message_delete(struct listener *l, int64_t id, bool then_poll)
     struct vss_call_options o = {.method = "DELETE",
                                  .url = url,
                                  .timeout_ms = 30000,
+                                 .retries = 3, /* a lost delete would have the job sent again */
                                  .on_done = on_message_deleted,
                                  .user = l};
     if (url && vss_call_start(l->conn, &o, &err)) {
@@ -1500,6 +1501,10 @@ static void poll_start(struct listener *l)
 {
     if (l->stopping || l->poll)
         return;
+    if (l->deleting) {
+        l->poll_after_delete = true; /* never poll past an undeleted message (§4.5) */
+        return;
+    }
     uv_timer_stop(&l->poll_timer);
     char pool[32];
     const char *route[] = {"poolId", route_pool(l, pool, sizeof pool), NULL};

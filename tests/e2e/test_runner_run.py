@@ -223,9 +223,12 @@ def test_faults_are_survived_without_lost_or_duplicated_jobs(make_runner, fault)
         assert job["violations"] == [], job
     for q in (first, second):
         starts = [x for x in r.admin.job(q["requestId"], "timeline")["records"] if x["type"] == "Task"]
-        assert len(starts) == 1                                # ran once
+        assert len(starts) == 1
+        completions = [e for e in r.admin.job(q["requestId"], "events") if "JobCompleted" in json.dumps(e)]
+        assert len(completions) == 1, completions             # ran once
     proc.send_signal(signal.SIGTERM)
-    assert finish(proc)[0] == 0
+    rc, out, _ = finish(proc)
+    assert rc == 0 and out.count("Running job") == 2, out
 
 
 def test_expired_runner_token_is_refreshed(make_runner):
