@@ -137,6 +137,62 @@ static int exchange_token(struct oneshot *o, const char *github_url, const char 
     return 0;
 }
 
+/* §2.3: a PAT buys a short-lived registration or removal token from the REST API. */
+static int token_from_pat(const char *github_url, const char *pat, const char *kind, char **token,
+                          struct error *err)
+{
+    cleanup_free char *api = runner_url_api_root(github_url, err);
+    if (!api)
+        return err->code;
+    const char *path = strstr(github_url, "://");
+    path = path ? strchr(path + 3, '/') : NULL;
+    size_t n = 0;
+    char **parts = path ? str_split(path + 1, '/', &n) : NULL;
+    while (n && !*parts[n - 1])
+        n--;
+    cleanup_free char *scope = NULL;
+    if (n == 1)
+        scope = xasprintf("orgs/%s", parts[0]);
+    else if (n == 2 && strcmp(parts[0], "enterprises") == 0)
+        scope = xasprintf("enterprises/%s", parts[1]);
+    else if (n == 2)
+        scope = xasprintf("repos/%s/%s", parts[0], parts[1]);
+    str_list_free(parts);
+    if (!scope)
+        return error_set(err, EINVAL,
+                         "--url should point to an organization, a repository or an enterprise "
+                         "to use --pat");
+    cleanup_free char *url = xasprintf("%s/%s/actions/runners/%s-token", api, scope, kind);
+    cleanup_free char *cred = xasprintf("github:%s", pat);
+    cleanup_free char *b64 = codec_base64_encode(cred, strlen(cred));
+    cleanup_free char *auth = xasprintf("Authorization: basic %s", b64);
+    const char *headers[] = {auth, "Accept: application/vnd.github.v3+json", NULL};
+    struct http_request_options ro = {
+        .method = "POST", .url = url, .headers = headers, .timeout_ms = 100000};
+    struct http_response resp;
+    int rc = http_request_sync(&ro, &resp, err);
+    if (rc < 0)
+        return error_prefix(err, "cannot reach %s", api);
+    if (resp.status == 401 || resp.status == 403 || resp.status == 404) {
+        long status = resp.status;
+        http_response_free(&resp);
+        return error_set(err, EACCES,
+                         "the personal access token was refused (%ld); it needs admin rights on "
+                         "%s",
+                         status, scope);
+    }
+    rc = http_response_check(&resp, "POST", err);
+    json_t *reply = rc == 0 ? json_load_text(resp.body.data, resp.body.len, url, err) : NULL;
+    http_response_free(&resp);
+    const char *t = json_get_string(reply, "token");
+    if (t)
+        *token = xstrdup(t);
+    json_decref(reply);
+    if (rc < 0)
+        return rc;
+    return t ? 0 : error_set(err, EPROTO, "%s answered without a token", url);
+}
+
 /* A VSS call whose reply must be 2xx JSON; returns the parsed body or NULL with err set. */
 static json_t *call_json(struct vss_conn *conn, const char *method, const char *url,
                          const json_t *body, long *status, struct error *err)
@@ -401,18 +457,23 @@ int command_config(const struct cli_command *cmd, struct cli_args *args)
         .replace = cli_flag(cmd, args, "replace"),
         .disable_update = cli_flag(cmd, args, "disableupdate"),
     };
-    if (cli_get(cmd, args, "pat") && !q.token)
-        return cli_usage_error(cmd, "--pat is not supported yet; pass a registration --token");
-    if (!q.url || !q.token)
-        return cli_usage_error(cmd, "--url and --token are required");
+    const char *pat = cli_get(cmd, args, "pat");
+    if (!q.url || (!q.token && !pat))
+        return cli_usage_error(cmd, "--url and --token (or --pat) are required");
     if (q.no_default_labels && (!q.labels || !*q.labels))
         return cli_usage_error(cmd, "--no-default-labels needs at least one label in --labels");
     if (config_store_exists(config_dir()))
         return cli_usage_error(cmd, "this folder already holds a runner's configuration; run "
                                     "'harrier remove' first");
+    struct error err = {0};
+    cleanup_free char *from_pat = NULL;
+    if (!q.token) {
+        if (token_from_pat(q.url, pat, "registration", &from_pat, &err) < 0)
+            return fail(cmd, &err);
+        q.token = from_pat;
+    }
     struct oneshot o;
     oneshot_init(&o);
-    struct error err = {0};
     int rc = configure(&o, &q, &err);
     oneshot_close(&o);
     return rc < 0 ? fail(cmd, &err) : RUNNER_EXIT_OK;
@@ -478,11 +539,27 @@ static int unregister(struct oneshot *o, const char *token, struct error *err)
 int command_remove(const struct cli_command *cmd, struct cli_args *args)
 {
     const char *token = cli_get(cmd, args, "token");
-    if (!token)
-        return cli_usage_error(cmd, "--token is required (a removal token)");
+    const char *pat = cli_get(cmd, args, "pat");
+    if (!token && !pat)
+        return cli_usage_error(cmd, "--token (a removal token) or --pat is required");
+    struct error err = {0};
+    cleanup_free char *from_pat = NULL;
+    if (!token) {
+        struct runner_settings s;
+        struct runner_credentials c;
+        int rc = config_store_load(config_dir(), &s, &c, NULL, &err);
+        if (rc == 0 && !s.github_url)
+            rc = error_set(&err, EINVAL, ".runner has no gitHubUrl");
+        if (rc == 0)
+            rc = token_from_pat(s.github_url, pat, "remove", &from_pat, &err);
+        runner_settings_free(&s);
+        runner_credentials_free(&c);
+        if (rc < 0)
+            return fail(cmd, &err);
+        token = from_pat;
+    }
     struct oneshot o;
     oneshot_init(&o);
-    struct error err = {0};
     int rc = unregister(&o, token, &err);
     oneshot_close(&o);
     return rc < 0 ? fail(cmd, &err) : RUNNER_EXIT_OK;

@@ -123,3 +123,18 @@ def test_remove_with_a_bad_token_keeps_the_files(hub, harrier, tmp_path):
     p = harrier("remove", "--token", "NOPE", cwd=tmp_path)
     assert p.returncode == 1 and "removal token was refused" in p.stderr
     assert os.path.exists(tmp_path / ".runner")
+
+
+def test_config_and_remove_with_a_pat(hub, harrier, tmp_path):
+    admin = fh.FakeHubClient(hub.url)
+    p = harrier("config", "--url", hub.url + "/octo-org/octo-repo", "--pat", hub.pat, "--name", "by-pat",
+                cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert read_json(tmp_path / ".runner")["agentName"] == "by-pat"
+    pats = [r for r in admin.requests(route="pat") if r["status"] in (200, 201)]
+    assert [r["path"] for r in pats] == ["/api/v3/repos/octo-org/octo-repo/actions/runners/registration-token"]
+    p = harrier("remove", "--pat", hub.pat, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert not os.path.exists(tmp_path / ".runner")
+    p = harrier("config", "--url", hub.url + "/octo-org/octo-repo", "--pat", "ghp_wrong", cwd=tmp_path)
+    assert p.returncode == 1 and "personal access token was refused" in p.stderr
