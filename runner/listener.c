@@ -1581,7 +1581,10 @@ static void load_runner_environment(const char *dir)
         if (dotenv_parse(text, env_path, vars, &err) == 0) {
             const char *k;
             json_t *v;
-            json_object_foreach(vars, k, v) setenv(k, json_string_value(v), 1);
+            json_object_foreach(vars, k, v)
+            {
+                setenv(k, json_string_value(v), 1);
+            }
         } else {
             fprintf(stderr, "harrier run: ignoring %s: %s\n", env_path, err.message);
         }
