@@ -1,0 +1,1648 @@
+/* `harrier run`: session, long-poll, dispatch, lock renewal, and the worker's events sent to
+ * the service as timeline records, console lines, logs and the job's completion. */
+#include "runner/listener.h"
+
+#include "lib/buf.h"
+#include "lib/codec.h"
+#include "lib/json.h"
+#include "lib/log.h"
+#include "lib/mem.h"
+#include "lib/path.h"
+#include "protocol/runner_key.h"
+#include "protocol/runner_service.h"
+#include "runner/cli.h"
+#include "runner/config_store.h"
+#include "runner/dotenv.h"
+#include "runner/events.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EMPTY_GUID "00000000-0000-0000-0000-000000000000"
+
+/* HARRIER_TEST_TIMER_SCALE (test-only, read only when set) shrinks the protocol's timers:
+ * 0.01 turns the 60 s lock renewal into 0.6 s. */
+static double timer_scale = 1.0;
+
+static uint64_t scaled(double ms)
+{
+    double v = ms * timer_scale;
+    return v < 1 ? 1 : (uint64_t)v;
+}
+
+static double random_between(double lo, double hi)
+{
+    return lo + (hi - lo) * ((double)random() / (double)RAND_MAX);
+}
+
+static char *now_iso(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    char text[64];
+    size_t n = strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(text + n, sizeof text - n, ".%07ldZ", ts.tv_nsec / 100);
+    return xstrdup(text);
+}
+
+/* --- the job ------------------------------------------------------------------------------ */
+
+struct record {
+    char *id;
+    char *name;
+    int order; /* 0 for the job record */
+    const char *state, *result;
+    char *start, *finish;
+    json_t *log;    /* the TaskLog once uploaded */
+    json_t *issues; /* array */
+    int errors, warnings, notices;
+    struct buf text; /* the log, timestamped lines */
+    json_t *feed;    /* live lines not yet sent */
+    int lines;       /* lines so far */
+    int feed_start;  /* line number of feed[0] */
+    bool dirty;
+};
+
+enum op_kind { OP_RECORDS, OP_FEED, OP_LOG_CREATE, OP_LOG_APPEND, OP_SUMMARY, OP_COMPLETE };
+
+struct op {
+    enum op_kind kind;
+    int tries;
+    size_t record;
+    char *text; /* summary markdown, or feed JSON */
+    struct op *next;
+};
+
+struct listener;
+
+struct job {
+    struct listener *l;
+    json_t *message;
+    int64_t request_id, message_id;
+    char *job_id, *plan_id, *scope, *hub, *timeline_id, *orch_id;
+    int plan_version;
+    struct vss_conn *conn; /* job base URL, job token */
+    bool connected;
+
+    uv_timer_t renew_timer;
+    bool renewed, renewing, renew_done;
+    int renew_failures;
+    time_t renew_deadline;
+
+    uv_timer_t flush_timer, kill_timer, retry_timer;
+    bool op_waiting; /* a failed upload waits for its retry */
+    char *work, *message_path;
+    struct sandbox_step *proc;
+    uv_pipe_t pipe;
+    bool pipe_open, pipe_closing, exited, started_worker, cancelled, finishing;
+    struct buf partial;
+
+    struct record *records; /* [0] is the job record */
+    size_t record_count;
+    size_t *step_record; /* worker step number → record index */
+    size_t step_cap;
+
+    struct op *ops, **ops_tail;
+    bool op_running;
+    bool reported;
+    const char *result;
+    json_t *outputs;
+    int handles_open;
+};
+
+struct listener {
+    const struct listener_options *o;
+    uv_loop_t loop;
+    struct http_client *http;
+    struct runner_settings settings;
+    struct runner_credentials credentials;
+    struct runner_key *key;
+    struct vss_conn *conn;
+    struct sandbox_job *procs;
+    char *self_exe;
+
+    char *session_id;
+    uint8_t *session_key;
+    size_t session_key_len;
+
+    struct vss_call *poll, *session_call;
+    int deleting;
+    bool poll_after_delete;
+    bool connected_once;
+    double conflict_waited;
+    bool poll_busy_status;
+    int64_t last_message_id;
+    int poll_errors;
+    uint64_t poll_started;
+    int empty_polls;
+    uv_timer_t poll_timer;
+    uv_signal_t sigint, sigterm;
+    int signals;
+
+    struct job *job;
+    int jobs_taken;
+    bool stopping, closed;
+    int exit_code;
+};
+
+static void poll_start(struct listener *l);
+static void listener_stop(struct listener *l, int code);
+static void job_op_next(struct job *j);
+static void job_done(struct job *j);
+
+static const char *route_pool(struct listener *l, char *buf, size_t size)
+{
+    snprintf(buf, size, "%lld", (long long)l->settings.pool_id);
+    return buf;
+}
+
+/* --- uploads: one request at a time per job, in order ---------------------------------- */
+
+static void job_op_push(struct job *j, enum op_kind kind, size_t record, char *text, bool front)
+{
+    struct op *op = xcalloc(1, sizeof *op);
+    op->kind = kind;
+    op->record = record;
+    op->text = text;
+    if (front) {
+        op->next = j->ops;
+        j->ops = op;
+        if (j->ops_tail == &j->ops)
+            j->ops_tail = &op->next;
+    } else {
+        *j->ops_tail = op;
+        j->ops_tail = &op->next;
+    }
+    job_op_next(j);
+}
+
+static json_t *record_json(struct job *j, struct record *r)
+{
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:i, s:s}", "id", r->id, "type",
+                          r->order ? "Task" : "Job", "name", r->name, "state", r->state,
+                          "percentComplete", strcmp(r->state, "completed") == 0 ? 100 : 0,
+                          "workerName", j->l->settings.agent_name ? j->l->settings.agent_name : "");
+    json_object_set_new(o, "parentId", r->order ? json_string(j->job_id) : json_null());
+    json_object_set_new(o, "result", r->result ? json_string(r->result) : json_null());
+    json_object_set_new(o, "startTime", r->start ? json_string(r->start) : json_null());
+    json_object_set_new(o, "finishTime", r->finish ? json_string(r->finish) : json_null());
+    json_object_set_new(o, "refName", json_string(r->name));
+    if (r->order)
+        json_object_set_new(o, "order", json_integer(r->order));
+    else
+        json_object_set_new(o, "agentPlatform", json_string("Linux"));
+    json_object_set_new(o, "errorCount", json_integer(r->errors));
+    json_object_set_new(o, "warningCount", json_integer(r->warnings));
+    json_object_set_new(o, "noticeCount", json_integer(r->notices));
+    if (json_array_size(r->issues))
+        json_object_set(o, "issues", r->issues);
+    json_object_set_new(o, "log", r->log ? json_incref(r->log) : json_null());
+    return o;
+}
+
+static char *job_route_url(struct job *j, const char *guid, const char *record, const char *log,
+                           const char *type, const char *name, const char *query, struct error *err)
+{
+    const char *route[] = {"scopeIdentifier",
+                           j->scope,
+                           "hubName",
+                           j->hub,
+                           "planId",
+                           j->plan_id,
+                           "timelineId",
+                           j->timeline_id,
+                           "recordId",
+                           record,
+                           "logId",
+                           log,
+                           "type",
+                           type,
+                           "name",
+                           name,
+                           NULL};
+    return vss_conn_url(j->conn, guid, route, query, err);
+}
+
+static void on_op_done(struct http_response *resp, const struct error *err, void *user);
+
+struct op_ctx {
+    struct job *j;
+    struct op *op;
+};
+
+static void job_maybe_free(struct job *j);
+
+static void job_op_next(struct job *j)
+{
+    if (j->op_running || j->op_waiting || !j->ops || !j->connected)
+        return;
+    struct op *op = j->ops;
+    j->ops = op->next;
+    if (!j->ops)
+        j->ops_tail = &j->ops;
+    struct error err = {0};
+    struct vss_call_options o = {.on_done = on_op_done, .timeout_ms = 30000};
+    json_t *body = NULL;
+    char *url = NULL;
+    struct record *r = &j->records[op->record];
+    char idbuf[32];
+    switch (op->kind) {
+    case OP_RECORDS: {
+        json_t *list = json_array();
+        for (size_t i = 0; i < j->record_count; i++)
+            if (j->records[i].dirty) {
+                json_array_append_new(list, record_json(j, &j->records[i]));
+                j->records[i].dirty = false;
+            }
+        body = json_pack("{s:I, s:o}", "count", (json_int_t)json_array_size(list), "value", list);
+        url = job_route_url(j, VSS_LOC_RECORDS, NULL, NULL, NULL, NULL, NULL, &err);
+        o.method = "PATCH";
+        break;
+    }
+    case OP_FEED: {
+        json_t *lines = json_loads(op->text, 0, NULL);
+        body = json_pack("{s:I, s:o, s:s, s:i}", "count", (json_int_t)json_array_size(lines),
+                         "value", lines, "stepId", r->id, "startLine", r->feed_start);
+        r->feed_start += (int)json_array_size(lines);
+        url = job_route_url(j, VSS_LOC_FEED, j->job_id, NULL, NULL, NULL, NULL, &err);
+        o.method = "POST";
+        break;
+    }
+    case OP_LOG_CREATE: {
+        cleanup_free char *path = xasprintf("logs\\%s", r->id);
+        body =
+            json_pack("{s:s, s:s, s:s, s:i, s:n}", "path", path, "createdOn", "0001-01-01T00:00:00",
+                      "lastChangedOn", "0001-01-01T00:00:00", "id", 0, "location");
+        url = job_route_url(j, VSS_LOC_LOGS, NULL, NULL, NULL, NULL, NULL, &err);
+        o.method = "POST";
+        break;
+    }
+    case OP_LOG_APPEND: {
+        int64_t id = 0;
+        json_get_int(r->log, "id", &id);
+        snprintf(idbuf, sizeof idbuf, "%lld", (long long)id);
+        url = job_route_url(j, VSS_LOC_LOGS, NULL, idbuf, NULL, NULL, NULL, &err);
+        o.method = "POST";
+        o.body = r->text.data ? r->text.data : "";
+        o.body_len = r->text.len;
+        o.content_type = "application/octet-stream";
+        break;
+    }
+    case OP_SUMMARY:
+        url = job_route_url(j, VSS_LOC_ATTACHMENTS, j->job_id, NULL, "Checks.Step.Summary", r->id,
+                            NULL, &err);
+        o.method = "PUT";
+        o.body = op->text;
+        o.body_len = strlen(op->text);
+        o.content_type = "application/octet-stream";
+        break;
+    case OP_COMPLETE:
+        if (j->plan_version >= 8) {
+            body = json_pack("{s:s, s:s, s:I, s:s, s:o}", "name", "JobCompleted", "jobId",
+                             j->job_id, "requestId", (json_int_t)j->request_id, "result", j->result,
+                             "outputs", json_object());
+            const char *k;
+            json_t *v;
+            json_object_foreach(j->outputs, k, v)
+            {
+                if (json_is_string(v) && *json_string_value(v))
+                    json_object_set_new(json_get(body, "outputs"), k,
+                                        json_pack("{s:O}", "value", v));
+            }
+            url = job_route_url(j, VSS_LOC_EVENTS, NULL, NULL, NULL, NULL, NULL, &err);
+            o.method = "POST";
+            o.retries = 4;
+        } else {
+            char pool[32], rid[32];
+            snprintf(rid, sizeof rid, "%lld", (long long)j->request_id);
+            const char *route[] = {"poolId", route_pool(j->l, pool, sizeof pool), "requestId", rid,
+                                   NULL};
+            url =
+                vss_conn_url(j->l->conn, VSS_LOC_JOBREQUESTS, route, "lockToken=" EMPTY_GUID, &err);
+            cleanup_free char *finish = now_iso();
+            body = json_pack("{s:I, s:s, s:s}", "requestId", (json_int_t)j->request_id,
+                             "finishTime", finish, "result", j->result);
+            o.method = "PATCH";
+        }
+        break;
+    }
+    o.url = url;
+    o.json = body;
+    struct op_ctx *ctx = xcalloc(1, sizeof *ctx);
+    *ctx = (struct op_ctx){j, op};
+    o.user = ctx;
+    struct vss_conn *conn = op->kind == OP_COMPLETE && j->plan_version < 8 ? j->l->conn : j->conn;
+    j->op_running = true;
+    if (!url || !vss_call_start(conn, &o, &err)) {
+        log_warn("job upload: %s", err.message);
+        j->op_running = false;
+        free(ctx);
+        bool complete = op->kind == OP_COMPLETE;
+        free(op->text);
+        free(op);
+        if (complete) {
+            json_decref(body);
+            free(url);
+            job_done(j);
+            return;
+        }
+    }
+    json_decref(body);
+    free(url);
+    if (!j->op_running)
+        job_op_next(j);
+}
+
+static void job_done(struct job *j);
+
+static void on_retry_timer(uv_timer_t *t)
+{
+    struct job *j = t->data;
+    j->op_waiting = false;
+    job_op_next(j);
+}
+
+static void on_op_done(struct http_response *resp, const struct error *err, void *user)
+{
+    struct op_ctx *ctx = user;
+    struct job *j = ctx->j;
+    struct op *op = ctx->op;
+    free(ctx);
+    j->op_running = false;
+    bool ok = !err && resp && resp->status / 100 == 2;
+    if (!ok)
+        log_warn("job upload %d failed: %s", (int)op->kind,
+                 err    ? err->message
+                 : resp ? resp->body.data ? resp->body.data : ""
+                        : "");
+    if (op->kind == OP_LOG_CREATE && ok) {
+        json_t *log = json_load_text(resp->body.data, resp->body.len, NULL, NULL);
+        if (log) {
+            json_decref(j->records[op->record].log);
+            j->records[op->record].log = log;
+            j->records[op->record].dirty = true;
+            job_op_push(j, OP_LOG_APPEND, op->record, NULL, true);
+        }
+    }
+    if (!ok && op->kind == OP_RECORDS)
+        for (size_t i = 0; i < j->record_count; i++)
+            j->records[i].dirty = true; /* the whole state goes again */
+    cleanup_free char *key = !err && resp ? vss_error_type_key(resp) : NULL;
+    bool final = key && (strstr(key, "PlanNotFound") || strstr(key, "PlanSecurity") ||
+                         strstr(key, "PlanTerminated"));
+    /* Records, logs and the completion are retried: 5 tries, 5 s apart (§7.10). */
+    if (!ok && !final && op->tries < 4 && op->kind != OP_FEED && op->kind != OP_SUMMARY) {
+        op->tries++;
+        op->next = j->ops;
+        j->ops = op;
+        if (j->ops_tail == &j->ops)
+            j->ops_tail = &op->next;
+        j->op_waiting = true;
+        uv_timer_start(&j->retry_timer, on_retry_timer, scaled(5000), 0);
+        return;
+    }
+    bool complete = op->kind == OP_COMPLETE;
+    free(op->text);
+    free(op);
+    if (complete) {
+        job_done(j);
+        return;
+    }
+    job_op_next(j);
+}
+
+/* --- records from the worker's events ---------------------------------------------------- */
+
+static size_t record_add(struct job *j, const char *id, const char *name, int order)
+{
+    j->records = xrealloc(j->records, (j->record_count + 1) * sizeof *j->records);
+    struct record *r = &j->records[j->record_count];
+    memset(r, 0, sizeof *r);
+    r->id = id ? xstrdup(id) : codec_uuid4();
+    r->name = xstrdup(name ? name : "");
+    r->order = order;
+    r->state = "pending";
+    r->issues = json_array();
+    r->feed = json_array();
+    r->feed_start = 1;
+    r->dirty = true;
+    return j->record_count++;
+}
+
+static void record_line(struct job *j, size_t index, const char *line)
+{
+    struct record *r = &j->records[index];
+    cleanup_free char *now = now_iso();
+    buf_printf(&r->text, "%s %s\n", now, line);
+    if (index != 0)
+        buf_printf(&j->records[0].text, "%s %s\n", now, line);
+    r->lines++;
+    if (json_array_size(r->feed) < 1024) {
+        size_t len = strlen(line);
+        if (len > 1024) {
+            cleanup_free char *cut = xasprintf("%.1024s...", line);
+            json_array_append_new(r->feed, json_string(cut));
+        } else {
+            json_array_append_new(r->feed, json_string(line));
+        }
+    }
+}
+
+static void flush_feed(struct job *j)
+{
+    for (size_t i = 0; i < j->record_count; i++) {
+        struct record *r = &j->records[i];
+        while (json_array_size(r->feed)) {
+            json_t *chunk = json_array();
+            while (json_array_size(r->feed) && json_array_size(chunk) < 100) {
+                json_array_append(chunk, json_array_get(r->feed, 0));
+                json_array_remove(r->feed, 0);
+            }
+            job_op_push(j, OP_FEED, i, json_dumps(chunk, JSON_COMPACT), false);
+            json_decref(chunk);
+        }
+    }
+}
+
+static void flush_records(struct job *j)
+{
+    for (size_t i = 0; i < j->record_count; i++)
+        if (j->records[i].dirty) {
+            job_op_push(j, OP_RECORDS, 0, NULL, false);
+            return;
+        }
+}
+
+static void on_flush(uv_timer_t *t)
+{
+    struct job *j = t->data;
+    if (j->finishing || !j->connected)
+        return;
+    if (!j->op_running && !j->ops) {
+        flush_records(j);
+        flush_feed(j);
+    }
+}
+
+static const char *timeline_result(enum events_result r)
+{
+    switch (r) {
+    case EVENTS_SUCCESS:
+        return "succeeded";
+    case EVENTS_FAILURE:
+        return "failed";
+    case EVENTS_CANCELLED:
+        return "canceled";
+    case EVENTS_SKIPPED:
+        return "skipped";
+    }
+    return "failed";
+}
+
+/* The message's step id for a main step the worker names by its context name. */
+static const char *message_step_id(struct job *j, const char *context_name)
+{
+    json_t *steps = json_get(j->message, "steps"), *s;
+    size_t i;
+    json_array_foreach(steps, i, s)
+    {
+        const char *name = json_get_string(s, "contextName");
+        const char *id = json_get_string(s, "id");
+        if (context_name &&
+            ((name && strcmp(name, context_name) == 0) || (id && str_eq_nocase(id, context_name))))
+            return id;
+    }
+    return NULL;
+}
+
+static size_t step_index(struct job *j, int step)
+{
+    if (step <= 0 || (size_t)step >= j->step_cap || !j->step_record[step])
+        return 0;
+    return j->step_record[step];
+}
+
+static void on_event(struct job *j, const struct events_event *ev)
+{
+    switch (ev->kind) {
+    case EVENTS_JOB_STARTED:
+        break;
+    case EVENTS_STEP_STARTED: {
+        const char *id = ev->stage == EVENTS_STAGE_MAIN ? message_step_id(j, ev->id) : NULL;
+        for (size_t i = 1; id && i < j->record_count; i++)
+            if (strcmp(j->records[i].id, id) == 0)
+                id = NULL; /* a step id is used once */
+        size_t index = record_add(j, id, ev->name, ev->step + 1);
+        struct record *r = &j->records[index];
+        r->state = "inProgress";
+        r->start = now_iso();
+        if ((size_t)ev->step >= j->step_cap) {
+            size_t cap = (size_t)ev->step + 16;
+            j->step_record = xrealloc(j->step_record, cap * sizeof *j->step_record);
+            memset(j->step_record + j->step_cap, 0, (cap - j->step_cap) * sizeof *j->step_record);
+            j->step_cap = cap;
+        }
+        j->step_record[ev->step] = index;
+        /* A step's start goes out at once when nothing else is being sent, so the job's page
+         * shows it without the batching delay. */
+        if (!j->op_running && !j->ops && !j->op_waiting)
+            flush_records(j);
+        break;
+    }
+    case EVENTS_LOG:
+        record_line(j, step_index(j, ev->step), ev->line ? ev->line : "");
+        break;
+    case EVENTS_ANNOTATION: {
+        struct record *r = &j->records[step_index(j, ev->step)];
+        const char *level = ev->annotation.level == ANNOTATION_ERROR     ? "error"
+                            : ev->annotation.level == ANNOTATION_WARNING ? "warning"
+                                                                         : "notice";
+        if (strcmp(level, "error") == 0)
+            r->errors++;
+        else if (strcmp(level, "warning") == 0)
+            r->warnings++;
+        else
+            r->notices++;
+        json_array_append_new(
+            r->issues, json_pack("{s:s, s:s, s:s}", "type", level, "category", "General", "message",
+                                 ev->annotation.message ? ev->annotation.message : ""));
+        r->dirty = true;
+        break;
+    }
+    case EVENTS_STEP_SUMMARY:
+        if (ev->markdown)
+            job_op_push(j, OP_SUMMARY, step_index(j, ev->step), xstrdup(ev->markdown), false);
+        break;
+    case EVENTS_STEP_FINISHED: {
+        size_t index = step_index(j, ev->step);
+        struct record *r = &j->records[index];
+        if (index == 0)
+            break;
+        r->state = "completed";
+        r->result = timeline_result(ev->conclusion);
+        free(r->finish);
+        r->finish = now_iso();
+        r->dirty = true;
+        flush_feed(j);
+        job_op_push(j, OP_LOG_CREATE, index, NULL, false);
+        break;
+    }
+    case EVENTS_JOB_FINISHED:
+        j->reported = true;
+        j->result = timeline_result(ev->result);
+        json_decref(j->outputs);
+        j->outputs = ev->outputs ? json_deep_copy(ev->outputs) : json_object();
+        break;
+    }
+}
+
+/* --- the worker ------------------------------------------------------------------------- */
+
+static void job_finish(struct job *j);
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    struct job *j = h->data;
+    j->handles_open--;
+    if (h == (uv_handle_t *)&j->pipe) {
+        j->pipe_closing = false;
+        if (j->exited)
+            job_finish(j);
+        return;
+    }
+    job_maybe_free(j);
+}
+
+static void on_pipe_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)h;
+    buf->base = xmalloc(suggested);
+    buf->len = suggested;
+}
+
+static void on_pipe_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf)
+{
+    struct job *j = stream->data;
+    if (n > 0) {
+        buf_append(&j->partial, buf->base, (size_t)n);
+        size_t start = 0;
+        for (size_t i = 0; i < j->partial.len; i++)
+            if (j->partial.data[i] == '\n') {
+                struct events_event ev;
+                struct error err = {0};
+                if (events_decode(j->partial.data + start, i - start, &ev, &err) == 0) {
+                    on_event(j, &ev);
+                    events_event_free(&ev);
+                } else {
+                    log_debug("not a worker event: %s", err.message);
+                }
+                start = i + 1;
+            }
+        buf_consume(&j->partial, start);
+    }
+    free(buf->base);
+    if (n < 0 && j->pipe_open) {
+        j->pipe_open = false;
+        j->pipe_closing = true;
+        uv_close((uv_handle_t *)&j->pipe, on_handle_closed);
+    }
+}
+
+static void on_worker_exit(struct sandbox_step *step, const struct sandbox_step_result *res,
+                           void *data)
+{
+    (void)step;
+    struct job *j = data;
+    j->exited = true;
+    j->proc = NULL;
+    int code = res->term_signal ? 128 + res->term_signal : res->exit_code;
+    if (!j->reported)
+        log_warn("the worker ended (exit code %d) before it reported the job's end", code);
+    if (!j->pipe_open && !j->pipe_closing)
+        job_finish(j);
+}
+
+static int job_spawn_worker(struct job *j, struct error *err)
+{
+    struct listener *l = j->l;
+    const char *work_folder = l->settings.work_folder ? l->settings.work_folder : "_work";
+    cleanup_free char *dir = realpath(l->o->dir, NULL);
+    cleanup_free char *root = work_folder[0] == '/' ? xstrdup(work_folder)
+                                                    : path_join(dir ? dir : l->o->dir, work_folder);
+    j->work = xstrdup(root);
+    if (path_mkdir_all(root, 0700, err) < 0)
+        return err->code;
+    j->message_path = xasprintf("%s/.job-%lld.json", root, (long long)j->request_id);
+    cleanup_free char *text = json_dumps(j->message, JSON_COMPACT);
+    if (path_write_file_atomic(j->message_path, text, strlen(text), 0600, err) < 0)
+        return err->code;
+    const char *argv[12] = {
+        l->self_exe, "worker",
+        "--message", j->message_path,
+        "--work",    root,
+        "--name",    l->settings.agent_name ? l->settings.agent_name : "harrier"};
+    size_t n = 8;
+    if (!l->o->sandbox_fallback) {
+        argv[n++] = "--sandbox";
+        argv[n++] = sandbox_level_name(l->o->sandbox_level);
+    }
+    argv[n] = NULL;
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) < 0)
+        return error_set_errno(err, errno, "cannot create a pipe for the worker");
+    extern char **environ;
+    struct sandbox_spawn_options so = {
+        .argv = argv,
+        .env = (const char *const *)environ,
+        .stdio = {{SANDBOX_STDIO_NULL, -1}, {SANDBOX_STDIO_FD, fds[1]}, {SANDBOX_STDIO_FD, 2}},
+        .on_exit = on_worker_exit,
+        .data = j,
+    };
+    int rc = sandbox_spawn(l->procs, &so, &j->proc, err);
+    close(fds[1]);
+    if (rc < 0) {
+        close(fds[0]);
+        return rc;
+    }
+    uv_pipe_init(&l->loop, &j->pipe, 0);
+    j->pipe.data = j;
+    j->handles_open++;
+    uv_pipe_open(&j->pipe, fds[0]);
+    j->pipe_open = true;
+    j->started_worker = true;
+    uv_read_start((uv_stream_t *)&j->pipe, on_pipe_alloc, on_pipe_read);
+    return 0;
+}
+
+/* The worker is gone and its events read: close the records and complete the job (§7.10). */
+static void job_finish(struct job *j)
+{
+    if (j->finishing)
+        return;
+    j->finishing = true;
+    uv_timer_stop(&j->kill_timer);
+    if (!j->reported)
+        j->result = j->cancelled ? "canceled" : "failed";
+    struct record *job = &j->records[0];
+    for (size_t i = 1; i < j->record_count; i++)
+        if (strcmp(j->records[i].state, "completed") != 0) {
+            j->records[i].state = "completed";
+            j->records[i].result = j->cancelled ? "canceled" : "failed";
+            j->records[i].finish = now_iso();
+            j->records[i].dirty = true;
+        }
+    job->state = "completed";
+    job->result = j->result;
+    job->finish = now_iso();
+    job->dirty = true;
+    flush_feed(j);
+    job_op_push(j, OP_LOG_CREATE, 0, NULL, false);
+    job_op_push(j, OP_RECORDS, 0, NULL, false);
+    job_op_push(j, OP_COMPLETE, 0, NULL, false);
+}
+
+/* --- lock renewal (§7.2) ----------------------------------------------------------------- */
+
+static void job_start_worker(struct job *j);
+static void message_delete(struct listener *l, int64_t id, bool then_poll);
+
+static void on_renew(struct http_response *resp, const struct error *err, void *user);
+
+static void renew_now(uv_timer_t *t)
+{
+    struct job *j = t->data;
+    if (j->renew_done || j->renewing)
+        return;
+    struct listener *l = j->l;
+    char pool[32], rid[32];
+    snprintf(rid, sizeof rid, "%lld", (long long)j->request_id);
+    const char *route[] = {"poolId", route_pool(l, pool, sizeof pool), "requestId", rid, NULL};
+    struct error err = {0};
+    cleanup_free char *url =
+        vss_conn_url(l->conn, VSS_LOC_JOBREQUESTS, route, "lockToken=" EMPTY_GUID, &err);
+    json_t *body = json_pack("{s:I}", "requestId", (json_int_t)j->request_id);
+    struct vss_call_options o = {.method = "PATCH",
+                                 .url = url,
+                                 .json = body,
+                                 .timeout_ms = 30000,
+                                 .on_done = on_renew,
+                                 .user = j};
+    j->renewing = true;
+    if (!url || !vss_call_start(l->conn, &o, &err)) {
+        j->renewing = false;
+        log_warn("cannot renew the job's lock: %s", err.message);
+        uv_timer_start(&j->renew_timer, renew_now, scaled(10000), 0);
+    }
+    json_decref(body);
+}
+
+static void job_abandon(struct job *j, const char *why)
+{
+    log_error("%s; the job is abandoned", why);
+    j->renew_done = true;
+    j->cancelled = true;
+    if (j->proc)
+        sandbox_step_cancel(j->proc);
+    if (!j->started_worker) {
+        j->reported = true;
+        j->result = "abandoned";
+        j->exited = true;
+        job_finish(j);
+    }
+}
+
+static void on_renew(struct http_response *resp, const struct error *err, void *user)
+{
+    struct job *j = user;
+    cleanup_free char *key = NULL;
+    j->renewing = false;
+    if (j->renew_done)
+        goto out;
+    json_t *body = !err && resp->status == 200
+                       ? json_load_text(resp->body.data, resp->body.len, NULL, NULL)
+                       : NULL;
+    if (body && json_get(body, "lockedUntil")) {
+        j->renew_failures = 0;
+        j->renew_deadline = time(NULL) + 600 + 300;
+        bool first = !j->renewed;
+        j->renewed = true;
+        json_decref(body);
+        uv_timer_start(&j->renew_timer, renew_now, scaled(60000), 0);
+        if (first) {
+            /* Polling goes on with status Busy: that is where a cancellation arrives. */
+            message_delete(j->l, j->message_id, true);
+            job_start_worker(j);
+        }
+        goto out;
+    }
+    json_decref(body);
+    key = !err ? vss_error_type_key(resp) : NULL;
+    if (key && (strcmp(key, "TaskAgentJobNotFoundException") == 0 ||
+                strcmp(key, "TaskAgentJobTokenExpiredException") == 0)) {
+        job_abandon(j, "the service no longer knows the job");
+        goto out;
+    }
+    j->renew_failures++;
+    if (!j->renewed && j->renew_failures >= 6) {
+        message_delete(j->l, j->message_id, true);
+        job_abandon(j, "the job's lock could not be renewed 6 times in a row");
+        goto out;
+    }
+    if (j->renewed && time(NULL) > j->renew_deadline) {
+        job_abandon(j, "the job's lock could not be renewed before it ran out");
+        goto out;
+    }
+    double wait = !j->renewed              ? random_between(1000, 10000)
+                  : j->renew_failures <= 5 ? random_between(5000, 15000)
+                                           : random_between(15000, 30000);
+    log_warn("renewing the job's lock failed (%s); retrying", err ? err->message : "bad answer");
+    uv_timer_start(&j->renew_timer, renew_now, scaled(wait), 0);
+out:
+    job_maybe_free(j);
+}
+
+/* --- job start and end ------------------------------------------------------------------- */
+
+static void job_start_worker(struct job *j)
+{
+    struct error err = {0};
+    if (job_spawn_worker(j, &err) < 0) {
+        log_error("cannot start the worker: %s", err.message);
+        j->exited = true;
+        job_finish(j);
+    }
+}
+
+static void on_job_connected(int rc, const struct error *err, void *user)
+{
+    struct job *j = user;
+    if (rc < 0) {
+        log_error("cannot reach the job's service: %s", err ? err->message : "");
+        /* Without the job service nothing can be reported; the lock will run out. */
+        return;
+    }
+    j->connected = true;
+    job_op_next(j);
+}
+
+static const char *endpoint_token(const json_t *ep)
+{
+    return json_get_string(json_get(json_get(ep, "authorization"), "parameters"), "AccessToken");
+}
+
+/* The orch_id claim of the job token, when it is a JWT (§7.1); NULL otherwise. */
+static char *token_orchestration_id(const char *token)
+{
+    const char *dot = token ? strchr(token, '.') : NULL;
+    const char *end = dot ? strchr(dot + 1, '.') : NULL;
+    if (!end)
+        return NULL;
+    cleanup_free char *part = xstrndup(dot + 1, (size_t)(end - dot - 1));
+    size_t len = 0;
+    cleanup_free uint8_t *text = codec_base64_decode(part, &len);
+    json_t *claims = text ? json_load_text((const char *)text, len, NULL, NULL) : NULL;
+    const char *id = json_get_string(claims, "orch_id");
+    if (!id)
+        id = json_get_string(claims, "orchid");
+    char *copy = id ? xstrdup(id) : NULL;
+    json_decref(claims);
+    return copy;
+}
+
+static int job_new(struct listener *l, json_t *message, int64_t message_id, struct job **out,
+                   struct error *err)
+{
+    json_t *plan = json_get(message, "plan");
+    json_t *eps = json_get(json_get(message, "resources"), "endpoints"), *ep, *vss = NULL;
+    size_t i;
+    json_array_foreach(eps, i, ep)
+    {
+        const char *name = json_get_string(ep, "name");
+        if (name && str_eq_nocase(name, "SystemVssConnection"))
+            vss = ep;
+    }
+    int64_t request_id = 0, version = 0;
+    const char *job_id = json_get_string(message, "jobId");
+    const char *url = json_get_string(vss, "url");
+    const char *token = endpoint_token(vss);
+    if (!json_get_int(message, "requestId", &request_id) || !job_id || !url || !token ||
+        !json_get_string(plan, "planId") || !json_get_string(json_get(message, "timeline"), "id"))
+        return error_set(err, EPROTO,
+                         "the job message lacks requestId, jobId, plan, timeline or the "
+                         "SystemVssConnection endpoint");
+    json_get_int(plan, "version", &version);
+    struct job *j = xcalloc(1, sizeof *j);
+    j->l = l;
+    j->message = json_incref(message);
+    j->request_id = request_id;
+    j->message_id = message_id;
+    j->job_id = xstrdup(job_id);
+    j->plan_id = xstrdup(json_get_string(plan, "planId"));
+    j->scope =
+        xstrdup(json_get_string(plan, "scopeIdentifier") ? json_get_string(plan, "scopeIdentifier")
+                                                         : EMPTY_GUID);
+    j->hub =
+        xstrdup(json_get_string(plan, "planType") ? json_get_string(plan, "planType") : "actions");
+    j->timeline_id = xstrdup(json_get_string(json_get(message, "timeline"), "id"));
+    j->plan_version = (int)version;
+    j->orch_id = token_orchestration_id(token);
+    j->conn = vss_conn_new(&l->loop, l->http, url);
+    vss_conn_set_token(j->conn, token);
+    j->ops_tail = &j->ops;
+    j->result = "failed";
+    const char *display = json_get_string(message, "jobDisplayName");
+    size_t job_record = record_add(j, job_id, display ? display : "job", 0);
+    j->records[job_record].state = "inProgress";
+    j->records[job_record].start = now_iso();
+    uv_timer_init(&l->loop, &j->renew_timer);
+    uv_timer_init(&l->loop, &j->flush_timer);
+    uv_timer_init(&l->loop, &j->kill_timer);
+    uv_timer_init(&l->loop, &j->retry_timer);
+    j->renew_timer.data = j->flush_timer.data = j->kill_timer.data = j->retry_timer.data = j;
+    j->handles_open += 4;
+    uv_timer_start(&j->flush_timer, on_flush, 500, 500);
+    if (vss_conn_connect_start(j->conn, on_job_connected, j, err) < 0)
+        log_error("cannot reach the job's service: %s", err->message);
+    *out = j;
+    return 0;
+}
+
+static void job_free(struct job *j)
+{
+    json_decref(j->message);
+    json_decref(j->outputs);
+    free(j->job_id);
+    free(j->plan_id);
+    free(j->scope);
+    free(j->hub);
+    free(j->timeline_id);
+    free(j->orch_id);
+    vss_conn_free(j->conn);
+    for (size_t i = 0; i < j->record_count; i++) {
+        struct record *r = &j->records[i];
+        free(r->id);
+        free(r->name);
+        free(r->start);
+        free(r->finish);
+        json_decref(r->log);
+        json_decref(r->issues);
+        json_decref(r->feed);
+        buf_free(&r->text);
+    }
+    free(j->records);
+    free(j->step_record);
+    while (j->ops) {
+        struct op *op = j->ops;
+        j->ops = op->next;
+        free(op->text);
+        free(op);
+    }
+    buf_free(&j->partial);
+    if (j->message_path)
+        unlink(j->message_path);
+    free(j->message_path);
+    free(j->work);
+    free(j);
+}
+
+/* Freed once every handle is closed and no request is out. */
+static void job_maybe_free(struct job *j)
+{
+    if (!j->renew_done || j->renewing || j->handles_open > 0 || j->op_running || j->proc)
+        return;
+    struct listener *l = j->l;
+    if (l->job == j)
+        l->job = NULL;
+    job_free(j);
+    if (l->stopping)
+        listener_stop(l, l->exit_code);
+}
+
+static void job_done(struct job *j)
+{
+    struct listener *l = j->l;
+    log_info("job %s completed: %s", j->job_id, j->result);
+    printf("%s: Job %s completed with result: %s\n",
+           l->settings.agent_name ? l->settings.agent_name : "runner",
+           json_get_string(j->message, "jobDisplayName")
+               ? json_get_string(j->message, "jobDisplayName")
+               : j->job_id,
+           j->result);
+    fflush(stdout);
+    j->renew_done = true;
+    uv_timer_stop(&j->renew_timer);
+    uv_close((uv_handle_t *)&j->renew_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&j->flush_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&j->kill_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&j->retry_timer, on_handle_closed);
+    if (l->o->once || l->settings.ephemeral) {
+        if (l->settings.ephemeral || l->o->jit) {
+            struct error err = {0};
+            config_store_remove(l->o->dir, &err);
+        }
+        l->stopping = true;
+        l->exit_code = RUNNER_EXIT_OK;
+    }
+    /* Back to Online: the Busy poll is replaced (§4.2). */
+    if (l->poll)
+        vss_call_cancel(l->poll);
+    else if (!l->stopping)
+        poll_start(l);
+}
+
+static void on_kill_timer(uv_timer_t *t)
+{
+    struct job *j = t->data;
+    if (j->proc)
+        sandbox_step_cancel(j->proc);
+}
+
+/* §7.7: SIGINT to the worker (it cancels the step and runs always() steps); killed after
+ * max(timeout, 60 s) - 15 s. */
+static void job_cancel(struct job *j, double timeout_ms)
+{
+    j->cancelled = true;
+    if (j->proc) {
+        kill(sandbox_step_pid(j->proc), SIGINT);
+        double grace = (timeout_ms > 60000 ? timeout_ms : 60000) - 15000;
+        uv_timer_start(&j->kill_timer, on_kill_timer, scaled(grace), 0);
+    }
+}
+
+/* --- messages (§4.2–4.6) -------------------------------------------------------------- */
+
+static void on_message_deleted(struct http_response *resp, const struct error *err, void *user)
+{
+    (void)resp;
+    struct listener *l = user;
+    if (err)
+        log_debug("deleting a message: %s", err->message);
+    if (--l->deleting > 0)
+        return;
+    bool then_poll = l->poll_after_delete;
+    l->poll_after_delete = false;
+    if (l->stopping)
+        listener_stop(l, l->exit_code);
+    else if (then_poll)
+        poll_start(l);
+}
+
+/* §4.5: the next poll goes out once the message is deleted, so that the service does not
+ * send a job message again. */
+static void message_delete(struct listener *l, int64_t id, bool then_poll)
+{
+    char pool[32], mid[32];
+    snprintf(mid, sizeof mid, "%lld", (long long)id);
+    const char *route[] = {"poolId", route_pool(l, pool, sizeof pool), "messageId", mid, NULL};
+    cleanup_free char *query = xasprintf("sessionId=%s", l->session_id);
+    struct error err = {0};
+    cleanup_free char *url = vss_conn_url(l->conn, VSS_LOC_MESSAGES, route, query, &err);
+    struct vss_call_options o = {.method = "DELETE",
+                                 .url = url,
+                                 .timeout_ms = 30000,
+                                 .retries = 3, /* a lost delete would have the job sent again */
+                                 .on_done = on_message_deleted,
+                                 .user = l};
+    if (url && vss_call_start(l->conn, &o, &err)) {
+        l->deleting++;
+        l->poll_after_delete |= then_poll;
+        return;
+    }
+    log_warn("cannot delete message %lld: %s", (long long)id, err.message);
+    if (then_poll)
+        poll_start(l);
+}
+
+static json_t *message_decrypt(struct listener *l, json_t *m, struct error *err)
+{
+    const char *body = json_get_string(m, "body");
+    const char *iv64 = json_get_string(m, "iv");
+    if (!body)
+        return NULL;
+    if (!iv64 || !*iv64 || !l->session_key)
+        return json_load_text(body, strlen(body), "message", err);
+    size_t iv_len = 0, ct_len = 0, pt_len = 0;
+    cleanup_free uint8_t *iv = codec_base64_decode(iv64, &iv_len);
+    cleanup_free uint8_t *ct = codec_base64_decode(body, &ct_len);
+    uint8_t *pt = NULL;
+    if (!iv || !ct) {
+        error_set(err, EPROTO, "the message's iv or body is not base64");
+        return NULL;
+    }
+    if (runner_aes_cbc_decrypt(l->session_key, l->session_key_len, iv, iv_len, ct, ct_len, &pt,
+                               &pt_len, err) < 0)
+        return NULL;
+    json_t *v = json_load_text((const char *)pt, pt_len, "message", err);
+    free(pt);
+    return v;
+}
+
+static void on_message(struct listener *l, json_t *m)
+{
+    int64_t id = 0;
+    json_get_int(m, "messageId", &id);
+    l->last_message_id = id;
+    const char *type = json_get_string(m, "messageType");
+    struct error err = {0};
+    json_t *body = message_decrypt(l, m, &err);
+    if (!type || !body) {
+        log_error("cannot read message %lld: %s", (long long)id, err.message);
+        json_decref(body);
+        message_delete(l, id, true);
+        return;
+    }
+    if (str_eq_nocase(type, "PipelineAgentJobRequest")) {
+        if (l->job || l->stopping || ((l->o->once || l->settings.ephemeral) && l->jobs_taken)) {
+            /* Never two jobs in one slot; left undeleted, the service sends it again. */
+            json_decref(body);
+            poll_start(l);
+            return;
+        }
+        struct job *j = NULL;
+        if (job_new(l, body, id, &j, &err) < 0) {
+            log_error("cannot run the job: %s", err.message);
+            message_delete(l, id, true);
+            json_decref(body);
+            return;
+        }
+        l->job = j;
+        l->jobs_taken++;
+        printf("%s: Running job: %s\n", l->settings.agent_name ? l->settings.agent_name : "runner",
+               json_get_string(body, "jobDisplayName") ? json_get_string(body, "jobDisplayName")
+                                                       : j->job_id);
+        fflush(stdout);
+        json_decref(body);
+        /* The worker starts after the first renewal succeeded (§7.1); the poll resumes then. */
+        renew_now(&j->renew_timer);
+        return;
+    }
+    if (str_eq_nocase(type, "JobCancellation")) {
+        const char *job_id = json_get_string(body, "jobId");
+        if (l->job && job_id && str_eq_nocase(job_id, l->job->job_id)) {
+            log_info("the service cancelled job %s", job_id);
+            job_cancel(l->job, 300000);
+        }
+    } else if (strcmp(type, "ForceTokenRefresh") == 0) {
+        vss_conn_drop_token(l->conn);
+    } else if (str_eq_nocase(type, "RunnerShutdown")) {
+        json_decref(body);
+        listener_stop(l, RUNNER_EXIT_OK);
+        return;
+    } else {
+        log_info("ignoring a message of type %s", type);
+    }
+    json_decref(body);
+    message_delete(l, id, true);
+}
+
+/* --- sessions (§4.1) --------------------------------------------------------------------- */
+
+static void session_start(struct listener *l);
+
+static void on_session_timer(uv_timer_t *t)
+{
+    session_start(t->data);
+}
+
+static void session_retry(struct listener *l, const char *why)
+{
+    fprintf(stderr, "harrier run: cannot create a session (%s); retrying in 30 s\n", why);
+    uv_timer_start(&l->poll_timer, on_session_timer, scaled(30000), 0);
+}
+
+static void session_fail(struct listener *l, int code, const char *message)
+{
+    fprintf(stderr, "harrier run: %s\n", message);
+    listener_stop(l, code);
+}
+
+/* Takes the session and its key from a 200 answer; false when it is unusable. */
+static bool session_take(struct listener *l, struct http_response *resp, struct error *err)
+{
+    json_t *s = json_load_text(resp->body.data, resp->body.len, "session", err);
+    const char *sid = json_get_string(s, "sessionId");
+    json_t *ek = json_get(s, "encryptionKey");
+    bool fips = false, encrypted = false;
+    json_get_bool(s, "useFipsEncryption", &fips);
+    json_get_bool(ek, "encrypted", &encrypted);
+    const char *value = json_get_string(ek, "value");
+    int rc = 0;
+    if (!sid)
+        rc = error_set(err, EPROTO, "the service answered the session without a sessionId");
+    free(l->session_id);
+    free(l->session_key);
+    l->session_id = sid ? xstrdup(sid) : NULL;
+    l->session_key = NULL;
+    l->session_key_len = 0;
+    if (rc == 0 && value && *value) {
+        size_t n = 0;
+        cleanup_free uint8_t *raw = codec_base64_decode(value, &n);
+        if (raw && encrypted)
+            rc =
+                runner_key_decrypt(l->key, raw, n, fips, &l->session_key, &l->session_key_len, err);
+        else if (raw)
+            l->session_key = xmemdup(raw, n), l->session_key_len = n;
+    }
+    json_decref(s);
+    return rc == 0;
+}
+
+static void on_session(struct http_response *resp, const struct error *err, void *user)
+{
+    struct listener *l = user;
+    l->session_call = NULL;
+    if (l->stopping) {
+        if (!err && resp->status == 200) {
+            struct error e = {0};
+            session_take(l, resp, &e);
+        }
+        listener_stop(l, l->exit_code);
+        return;
+    }
+    if (err && err->code == VSS_ERROR_REGISTRATION_DELETED) {
+        session_fail(l, RUNNER_EXIT_TERMINATED,
+                     "Failed to create a session. The runner registration has been deleted from "
+                     "the server, please re-configure.");
+        return;
+    }
+    if (err) {
+        session_retry(l, err->message);
+        return;
+    }
+    if (resp->status == 200) {
+        struct error e = {0};
+        if (!session_take(l, resp, &e)) {
+            session_fail(l, RUNNER_EXIT_TERMINATED, e.message);
+            return;
+        }
+        if (!l->connected_once)
+            printf("√ Connected to GitHub\n\n%s: Listening for Jobs\n",
+                   l->settings.agent_name ? l->settings.agent_name : "runner");
+        fflush(stdout);
+        l->connected_once = true;
+        l->conflict_waited = 0;
+        poll_start(l);
+        return;
+    }
+    cleanup_free char *key = vss_error_type_key(resp);
+    if (key && strcmp(key, "TaskAgentSessionConflictException") == 0) {
+        if (l->conflict_waited >= 240000) {
+            session_fail(l, RUNNER_EXIT_SESSION_CONFLICT,
+                         "a session for this runner already exists (another 'harrier run' with "
+                         "these credentials?); gave up after 4 minutes");
+            return;
+        }
+        if (l->conflict_waited == 0)
+            fprintf(stderr, "harrier run: a session for this runner already exists; retrying "
+                            "every 30 s for up to 4 minutes\n");
+        l->conflict_waited += 30000;
+        uv_timer_start(&l->poll_timer, on_session_timer, scaled(30000), 0);
+        return;
+    }
+    if (key && strcmp(key, "TaskAgentNotFoundException") == 0) {
+        session_fail(l, RUNNER_EXIT_TERMINATED,
+                     "The runner no longer exists on the server. Please reconfigure the runner.");
+        return;
+    }
+    if ((key && (strcmp(key, "TaskAgentPoolNotFoundException") == 0 ||
+                 strcmp(key, "AccessDeniedException") == 0)) ||
+        resp->status == 401) {
+        char text[160];
+        snprintf(text, sizeof text, "the service refused the session (%ld %s)", resp->status,
+                 key ? key : "");
+        session_fail(l, RUNNER_EXIT_TERMINATED, text);
+        return;
+    }
+    char why[96];
+    snprintf(why, sizeof why, "%ld %s", resp->status, key ? key : "");
+    session_retry(l, why);
+}
+
+/* §4.1: POST sessions; conflicts are retried every 30 s for 4 minutes (then exit 5). */
+static void session_start(struct listener *l)
+{
+    if (l->stopping)
+        return;
+    char pool[32];
+    const char *route[] = {"poolId", route_pool(l, pool, sizeof pool), NULL};
+    struct error err = {0};
+    cleanup_free char *url = vss_conn_url(l->conn, VSS_LOC_SESSIONS, route, NULL, &err);
+    if (!url) {
+        session_fail(l, RUNNER_EXIT_TERMINATED, err.message);
+        return;
+    }
+    char host[256] = "harrier";
+    gethostname(host, sizeof host - 1);
+    cleanup_free char *owner = xasprintf("%s (PID: %d)", host, (int)getpid());
+    json_t *body =
+        json_pack("{s:s, s:s, s:{s:I, s:s, s:s, s:s, s:n, s:i, s:n}, s:b}", "sessionId", EMPTY_GUID,
+                  "ownerName", owner, "agent", "id", (json_int_t)l->settings.agent_id, "name",
+                  l->settings.agent_name ? l->settings.agent_name : "", "version",
+                  RUNNER_SERVICE_VERSION, "osDescription", "Linux (harrier)", "ephemeral", "status",
+                  0, "provisioningState", "useFipsEncryption", 0);
+    struct vss_call_options o = {
+        .method = "POST", .url = url, .json = body, .on_done = on_session, .user = l};
+    l->session_call = vss_call_start(l->conn, &o, &err);
+    json_decref(body);
+    if (!l->session_call)
+        session_retry(l, err.message);
+}
+
+static void on_session_deleted(struct http_response *resp, const struct error *err, void *user)
+{
+    (void)resp;
+    (void)err;
+    struct listener *l = user;
+    free(l->session_id);
+    l->session_id = NULL;
+    listener_stop(l, l->exit_code);
+}
+
+static void close_listener(struct listener *l)
+{
+    if (l->closed)
+        return;
+    l->closed = true;
+    uv_close((uv_handle_t *)&l->poll_timer, NULL);
+    uv_close((uv_handle_t *)&l->sigint, NULL);
+    uv_close((uv_handle_t *)&l->sigterm, NULL);
+    sandbox_job_free(l->procs);
+    l->procs = NULL;
+}
+
+/* Stops taking jobs; once the running job is done, deletes the session and closes. */
+static void listener_stop(struct listener *l, int code)
+{
+    if (!l->stopping || l->exit_code == 0)
+        l->exit_code = code;
+    l->stopping = true;
+    if (l->poll || l->session_call) {
+        if (l->poll)
+            vss_call_cancel(l->poll);
+        if (l->session_call)
+            vss_call_cancel(l->session_call);
+        return;
+    }
+    uv_timer_stop(&l->poll_timer);
+    if (l->job || l->deleting)
+        return;
+    if (l->session_id && code != -1) {
+        char pool[32];
+        const char *route[] = {"poolId", route_pool(l, pool, sizeof pool), "sessionId",
+                               l->session_id, NULL};
+        struct error err = {0};
+        cleanup_free char *url = vss_conn_url(l->conn, VSS_LOC_SESSIONS, route, NULL, &err);
+        struct vss_call_options o = {.method = "DELETE",
+                                     .url = url,
+                                     .timeout_ms = 30000,
+                                     .on_done = on_session_deleted,
+                                     .user = l};
+        if (url && vss_call_start(l->conn, &o, &err))
+            return;
+        free(l->session_id);
+        l->session_id = NULL;
+    }
+    close_listener(l);
+}
+
+/* --- the long-poll (§4.2) --------------------------------------------------------------- */
+
+static void on_poll_timer(uv_timer_t *t)
+{
+    poll_start(t->data);
+}
+
+static void poll_retry_later(struct listener *l, const char *why)
+{
+    l->poll_errors++;
+    if (l->poll_errors == 1)
+        fprintf(stderr, "harrier run: Runner connect error: %s. Retrying until reconnected.\n",
+                why);
+    double wait = l->poll_errors <= 5 ? random_between(15000, 30000) : random_between(30000, 60000);
+    uv_timer_start(&l->poll_timer, on_poll_timer, scaled(wait), 0);
+}
+
+static void on_poll(struct http_response *resp, const struct error *err, void *user)
+{
+    struct listener *l = user;
+    l->poll = NULL;
+    if (l->stopping) {
+        listener_stop(l, l->exit_code);
+        return;
+    }
+    if (err && err->code == -ECANCELED) {
+        poll_start(l); /* the status changed: poll again with the new one */
+        return;
+    }
+    if (err && err->code == VSS_ERROR_REGISTRATION_DELETED) {
+        fprintf(stderr, "harrier run: %s\n", err->message);
+        listener_stop(l, RUNNER_EXIT_TERMINATED);
+        return;
+    }
+    if (err) {
+        poll_retry_later(l, err->message);
+        return;
+    }
+    if (resp->status == 204 || (resp->status == 200 && resp->body.len == 0)) {
+        if (l->poll_errors)
+            fprintf(stderr, "harrier run: Runner reconnected.\n");
+        l->poll_errors = 0;
+        uint64_t took = uv_now(&l->loop) - l->poll_started;
+        /* Polls that come back at once, many times over: slow down (§4.2). */
+        if (took < 1000 && ++l->empty_polls > 50)
+            uv_timer_start(&l->poll_timer, on_poll_timer, scaled(random_between(15000, 30000)), 0);
+        else
+            poll_start(l);
+        if (took >= 1000)
+            l->empty_polls = 0;
+        return;
+    }
+    if (resp->status == 200) {
+        if (l->poll_errors)
+            fprintf(stderr, "harrier run: Runner reconnected.\n");
+        l->poll_errors = 0;
+        l->empty_polls = 0;
+        json_t *m = json_load_text(resp->body.data, resp->body.len, "message", NULL);
+        if (!m) {
+            poll_retry_later(l, "the service sent a message that is not JSON");
+            return;
+        }
+        on_message(l, m);
+        json_decref(m);
+        return;
+    }
+    cleanup_free char *key = vss_error_type_key(resp);
+    if (key && strcmp(key, "TaskAgentSessionExpiredException") == 0) {
+        free(l->session_id);
+        l->session_id = NULL;
+        session_start(l);
+        return;
+    }
+    if (key && (strcmp(key, "TaskAgentNotFoundException") == 0 ||
+                strcmp(key, "RunnerNotFoundException") == 0)) {
+        fprintf(stderr, "harrier run: the runner was deleted on the server; its local "
+                        "configuration is removed\n");
+        struct error e = {0};
+        config_store_remove(l->o->dir, &e);
+        free(l->session_id);
+        l->session_id = NULL;
+        listener_stop(l, RUNNER_EXIT_OK);
+        return;
+    }
+    if (key && strcmp(key, "AccessDeniedException") == 0) {
+        bool too_old = vss_error_code(resp) == 1;
+        const char *env = getenv("ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE");
+        fprintf(stderr, "harrier run: the service refused the runner%s\n",
+                too_old ? ": its version is too old" : "");
+        listener_stop(l, too_old && env && strcmp(env, "1") == 0 ? RUNNER_EXIT_VERSION_DEPRECATED
+                                                                 : RUNNER_EXIT_TERMINATED);
+        return;
+    }
+    if (resp->status == 401) {
+        fprintf(stderr, "harrier run: the service refused the runner's credentials (401)\n");
+        listener_stop(l, RUNNER_EXIT_TERMINATED);
+        return;
+    }
+    char why[64];
+    snprintf(why, sizeof why, "%ld%s%s", resp->status, key ? " " : "", key ? key : "");
+    poll_retry_later(l, why);
+}
+
+static void poll_start(struct listener *l)
+{
+    if (l->stopping || l->poll)
+        return;
+    if (l->deleting) {
+        l->poll_after_delete = true; /* never poll past an undeleted message (§4.5) */
+        return;
+    }
+    uv_timer_stop(&l->poll_timer);
+    char pool[32];
+    const char *route[] = {"poolId", route_pool(l, pool, sizeof pool), NULL};
+    bool busy = l->job != NULL;
+    struct buf q = BUF_INIT;
+    buf_printf(&q, "sessionId=%s", l->session_id);
+    if (l->last_message_id)
+        buf_printf(&q, "&lastMessageId=%lld", (long long)l->last_message_id);
+    buf_printf(&q, "&status=%s&runnerVersion=%s&os=Linux&architecture=X64&disableUpdate=%s",
+               busy ? "Busy" : "Online", RUNNER_SERVICE_VERSION,
+               l->settings.disable_update ? "true" : "false");
+    struct error err = {0};
+    cleanup_free char *url = vss_conn_url(l->conn, VSS_LOC_MESSAGES, route, buf_cstr(&q), &err);
+    buf_free(&q);
+    struct vss_call_options o = {.url = url, .timeout_ms = 60000, .on_done = on_poll, .user = l};
+    l->poll_started = uv_now(&l->loop);
+    l->poll_busy_status = busy;
+    l->poll = url ? vss_call_start(l->conn, &o, &err) : NULL;
+    if (!l->poll)
+        poll_retry_later(l, err.message);
+}
+
+/* --- signals ---------------------------------------------------------------------------- */
+
+static void on_signal(uv_signal_t *sig, int signum)
+{
+    (void)signum;
+    struct listener *l = sig->data;
+    l->signals++;
+    if (l->signals == 1) {
+        fprintf(stderr, "harrier run: stopping%s\n", l->job ? "; cancelling the running job" : "");
+        if (l->job)
+            job_cancel(l->job, 60000);
+        listener_stop(l, RUNNER_EXIT_OK);
+    } else if (l->job && l->job->proc) {
+        sandbox_step_cancel(l->job->proc);
+    }
+}
+
+/* --- start ------------------------------------------------------------------------------ */
+
+static int listener_open(struct listener *l, struct error *err)
+{
+    if (config_store_load(l->o->dir, &l->settings, &l->credentials, &l->key, err) < 0)
+        return RUNNER_EXIT_TERMINATED;
+    if (l->settings.use_v2_flow)
+        fprintf(stderr, "harrier run: this runner is registered for the broker flow, which "
+                        "harrier does not speak yet; trying the classic message queue\n");
+    if (!l->settings.server_url)
+        return error_set(err, EINVAL, ".runner has no serverUrl"), RUNNER_EXIT_TERMINATED;
+    l->http = http_client_new(&l->loop);
+    l->conn = vss_conn_new(&l->loop, l->http, l->settings.server_url);
+    vss_conn_set_oauth(l->conn, l->key, l->credentials.client_id,
+                       l->credentials.oauth_endpoint_url ? l->credentials.oauth_endpoint_url
+                                                         : l->credentials.authorization_url,
+                       l->credentials.require_fips);
+    if (vss_conn_connect_sync(l->conn, err) < 0) {
+        error_prefix(err, "cannot reach the runner service (network down?)");
+        return RUNNER_EXIT_RETRYABLE;
+    }
+    return 0;
+}
+
+/* The official runner's .env (KEY=VALUE lines) and .path (the PATH for jobs) beside the
+ * configuration, read at start into the environment every worker inherits. */
+static void load_runner_environment(const char *dir)
+{
+    struct error err = {0};
+    cleanup_free char *env_path = path_join(dir, ".env");
+    size_t len = 0;
+    cleanup_free char *text = path_read_file(env_path, &len, &err);
+    if (text) {
+        json_t *vars = json_object();
+        if (dotenv_parse(text, env_path, vars, &err) == 0) {
+            const char *k;
+            json_t *v;
+            json_object_foreach(vars, k, v)
+            {
+                setenv(k, json_string_value(v), 1);
+            }
+        } else {
+            fprintf(stderr, "harrier run: ignoring %s: %s\n", env_path, err.message);
+        }
+        json_decref(vars);
+    }
+    cleanup_free char *path_path = path_join(dir, ".path");
+    cleanup_free char *path = path_read_file(path_path, &len, &err);
+    if (path) {
+        path[strcspn(path, "\r\n")] = 0;
+        if (*path)
+            setenv("PATH", path, 1);
+    }
+}
+
+int listener_run(const struct listener_options *options)
+{
+    const char *scale = getenv("HARRIER_TEST_TIMER_SCALE");
+    if (scale && atof(scale) > 0)
+        timer_scale = atof(scale);
+    srandom((unsigned)time(NULL) ^ (unsigned)getpid());
+    load_runner_environment(options->dir);
+    struct listener l = {.o = options};
+    uv_loop_init(&l.loop);
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    self[n > 0 ? n : 0] = 0;
+    l.self_exe = self;
+    uv_timer_init(&l.loop, &l.poll_timer);
+    l.poll_timer.data = &l;
+    uv_signal_init(&l.loop, &l.sigint);
+    uv_signal_init(&l.loop, &l.sigterm);
+    l.sigint.data = l.sigterm.data = &l;
+    uv_signal_start(&l.sigint, on_signal, SIGINT);
+    uv_signal_start(&l.sigterm, on_signal, SIGTERM);
+    struct error err = {0};
+    struct sandbox_job_options so = {.level = SANDBOX_NONE};
+    int code = sandbox_job_new(&l.loop, &so, &l.procs, &err) < 0 ? RUNNER_EXIT_TERMINATED : 0;
+    if (code == 0)
+        code = listener_open(&l, &err);
+    if (code != 0) {
+        char text[ERROR_MESSAGE_MAX + ERROR_WHERE_MAX + 32];
+        if (err.message[0])
+            fprintf(stderr, "harrier run: %s\n", error_format(&err, text, sizeof text));
+        l.exit_code = code;
+        close_listener(&l);
+    } else {
+        session_start(&l);
+    }
+    uv_run(&l.loop, UV_RUN_DEFAULT);
+    if (l.http)
+        http_client_free(l.http);
+    uv_run(&l.loop, UV_RUN_DEFAULT);
+    uv_loop_close(&l.loop);
+    vss_conn_free(l.conn);
+    runner_key_free(l.key);
+    runner_settings_free(&l.settings);
+    runner_credentials_free(&l.credentials);
+    free(l.session_id);
+    free(l.session_key);
+    return l.exit_code;
+}

@@ -1,0 +1,397 @@
+"""harrier run against fakehub (PROTOCOL.md §4, §7, §10): session, long-poll, decryption, lock
+renewal, the worker's events as timeline records, logs, live lines, summaries and the job's
+completion; cancellation, signals, faults, JIT and ephemeral runners, exit codes (§2.1).
+Every test asserts what fakehub recorded. HARRIER_TEST_TIMER_SCALE shrinks the protocol's
+timers (test-only); one test runs at the real cadence to see a real lock renewal."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tests", "fakehub"))
+
+import fakehub as fh  # noqa: E402
+from fakehub_fixtures import fakehub_factory  # noqa: E402,F401
+
+SECRET = "hunter2-Zq8vX-s3cret"
+SCALE = {"HARRIER_TEST_TIMER_SCALE": "0.01"}
+
+
+class Runner:
+    """A configured harrier in its own folder, and the `harrier run` processes started there."""
+
+    def __init__(self, bin_path, hub, path, name="r1", config_args=(), configure=True):
+        self.bin = bin_path
+        self.hub = hub
+        self.admin = fh.FakeHubClient(hub.url)
+        self.path = path
+        self.name = name
+        self.procs = []
+        path.mkdir(exist_ok=True)
+        if configure:
+            p = subprocess.run([bin_path, "config", "--url", hub.url + "/octo-org/octo-repo", "--token",
+                                self.admin.registration_token(), "--name", name, "--unattended", *config_args],
+                               cwd=path, capture_output=True, text=True, timeout=60)
+            assert p.returncode == 0, p.stderr
+
+    def start(self, *args, env=None, scale=True):
+        full = dict(os.environ)
+        if scale:
+            full.update(SCALE)
+        full.update(env or {})
+        proc = subprocess.Popen([self.bin, "run", "--sandbox", "none", *args], cwd=self.path, env=full,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.procs.append(proc)
+        return proc
+
+    def wait_polling(self, timeout=20):
+        self.admin.wait_polling(self.name, timeout=timeout)
+
+    def stop(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+            p.communicate()
+
+
+@pytest.fixture
+def hub(fakehub_factory):
+    return fakehub_factory(poll_hold=2.0)
+
+
+@pytest.fixture
+def make_runner(harrier_bin, hub, tmp_path):
+    made = []
+
+    def make(name="r1", config_args=(), configure=True):
+        r = Runner(harrier_bin, hub, tmp_path / name, name, config_args, configure)
+        made.append(r)
+        return r
+    yield make
+    for r in made:
+        r.stop()
+
+
+def finish(proc, timeout=60):
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err
+
+
+def job_message(*scripts, outputs=None, secret=True):
+    steps = [fh.script_step(s, name=f"s{i}") if isinstance(s, str) else s for i, s in enumerate(scripts)]
+    msg = fh.minimal_job_message(steps, outputs=outputs)
+    if secret:
+        msg["variables"]["MY_SECRET"] = {"value": SECRET, "isSecret": True}
+    return msg
+
+
+def refusals(admin):
+    """Refusals other than Bearer challenges and a Busy poll cut short by the session's deletion."""
+    out = []
+    for r in admin.refusals():
+        if r.get("challenge"):
+            continue
+        if r["route"] == "messages" and "(deleted)" in (r.get("refused") or ""):
+            continue
+        out.append(r)
+    return out
+
+
+def test_run_once_reports_the_job(make_runner):
+    r = make_runner()
+    proc = r.start("--once")
+    r.wait_polling()
+    msg = job_message(f'echo "hello from harrier"; echo "the secret is {SECRET}"; '
+                      'echo "greeting=hi there" >> "$GITHUB_OUTPUT"; echo "## Summary" >> "$GITHUB_STEP_SUMMARY"',
+                      outputs={"greeting": "steps.s0.outputs.greeting"})
+    step_id = msg["steps"][0]["id"]
+    q = r.admin.queue_job(msg)
+    rc, out, err = finish(proc)
+    assert rc == 0, err
+    job = r.admin.wait_job(q["requestId"], timeout=5)
+    assert job["state"] == "completed" and job["result"] == "succeeded", job
+    assert job["completedVia"] == "event" and job["outputs"] == {"greeting": "hi there"}
+    assert job["assignments"] == 1 and job["renewals"] >= 1 and job["violations"] == []
+    timeline = r.admin.job(q["requestId"], "timeline")
+    records = {x["id"]: x for x in timeline["records"]}
+    assert records[job["jobId"]]["state"] == "completed" and records[job["jobId"]]["result"] == "succeeded"
+    step = records[step_id]                                   # the step keeps the message's id
+    assert step["state"] == "completed" and step["result"] == "succeeded" and step["parentId"] == job["jobId"]
+    assert step["log"] and step["log"]["id"]
+    logs = r.admin.job(q["requestId"], "logs")
+    assert "hello from harrier" in logs["records"][step_id]
+    assert "the secret is ***" in logs["records"][step_id]
+    assert "hello from harrier" in logs["records"][job["jobId"]]   # the job log has every line
+    feed = r.admin.job(q["requestId"], "feed")
+    assert "hello from harrier" in feed[step_id]
+    assert r.admin.job(q["requestId"], "summaries")[step_id].startswith("## Summary")
+    assert r.admin.search(SECRET) == [] or r.admin.search(SECRET).get("seq") == []
+    assert refusals(r.admin) == []
+    deletes = [x for x in r.admin.requests(route="sessions") if x["method"] == "DELETE"]
+    assert len(deletes) == 1                                  # session deleted on exit (§4.7)
+    assert "Running job: build" in out
+
+
+def test_failed_step_fails_the_job_with_its_issue(make_runner):
+    r = make_runner()
+    proc = r.start("--once")
+    r.wait_polling()
+    msg = job_message("echo before; exit 3", "echo never")
+    q = r.admin.queue_job(msg)
+    assert finish(proc)[0] == 0
+    job = r.admin.wait_job(q["requestId"], timeout=5)
+    assert job["result"] == "failed"
+    records = {x["id"]: x for x in r.admin.job(q["requestId"], "timeline")["records"]}
+    first, second = records[msg["steps"][0]["id"]], records[msg["steps"][1]["id"]]
+    assert first["result"] == "failed" and first["errorCount"] == 1
+    assert "exit code 3" in first["issues"][0]["message"]
+    assert second["result"] == "skipped"
+
+
+def test_service_cancellation_reaches_the_worker(make_runner):
+    r = make_runner()
+    proc = r.start("--once")
+    r.wait_polling()
+    always = fh.script_step("echo cleanup ran", name="cleanup", condition="always()")
+    msg = job_message("echo started; sleep 60; echo not-reached", always)
+    q = r.admin.queue_job(msg)
+    deadline = time.time() + 20
+    while time.time() < deadline and "started" not in json.dumps(r.admin.job(q["requestId"], "feed")):
+        time.sleep(0.2)
+    t0 = time.time()
+    r.admin.cancel_job(q["requestId"])
+    rc, _, err = finish(proc, timeout=40)
+    assert rc == 0, err
+    assert time.time() - t0 < 25
+    job = r.admin.wait_job(q["requestId"], timeout=5)
+    assert job["result"] == "canceled" and job["cancelSent"]
+    logs = r.admin.job(q["requestId"], "logs")["records"]
+    assert "Z cleanup ran\n" in logs[always["id"]] and "Z not-reached\n" not in json.dumps(logs)
+
+
+def test_sigterm_cancels_the_job_and_exits_0(make_runner):
+    r = make_runner()
+    proc = r.start()
+    r.wait_polling()
+    q = r.admin.queue_job(job_message("echo started; sleep 60"))
+    deadline = time.time() + 20
+    while time.time() < deadline and "started" not in json.dumps(r.admin.job(q["requestId"], "feed")):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    rc, _, err = finish(proc, timeout=40)
+    assert rc == 0, err
+    job = r.admin.wait_job(q["requestId"], timeout=5)
+    assert job["state"] == "completed" and job["result"] == "canceled"
+    assert [x for x in r.admin.requests(route="sessions") if x["method"] == "DELETE"]
+
+
+def test_idle_sigint_exits_0_and_deletes_the_session(make_runner):
+    r = make_runner()
+    proc = r.start()
+    r.wait_polling()
+    proc.send_signal(signal.SIGINT)
+    rc, _, err = finish(proc, timeout=20)
+    assert rc == 0, err
+    assert [x for x in r.admin.requests(route="sessions") if x["method"] == "DELETE" and x["status"] == 204]
+
+
+@pytest.mark.parametrize("fault", [
+    {"route": "messages", "action": "status", "status": 500, "times": 3},
+    {"route": "messages", "action": "drop", "times": 2},
+    {"route": "messages", "action": "duplicate"},
+    {"route": "records", "action": "status", "status": 503, "times": 1},
+    {"route": "jobrequests", "action": "status", "status": 500, "times": 2},
+    {"route": "events", "action": "status", "status": 500, "times": 1},
+], ids=["poll-500", "poll-drop", "duplicate-message", "records-503", "renew-500", "events-500"])
+def test_faults_are_survived_without_lost_or_duplicated_jobs(make_runner, fault):
+    r = make_runner()
+    proc = r.start()
+    r.wait_polling()
+    r.admin.fault(**fault)
+    first = r.admin.queue_job(job_message("echo one"))
+    second = r.admin.queue_job(job_message("echo two"))
+    for q in (first, second):
+        job = r.admin.wait_job(q["requestId"], timeout=60)
+        assert job["state"] == "completed" and job["result"] == "succeeded", job
+        assert job["assignments"] == 1 or fault["action"] == "duplicate", job
+        assert job["violations"] == [], job
+    for q in (first, second):
+        starts = [x for x in r.admin.job(q["requestId"], "timeline")["records"] if x["type"] == "Task"]
+        assert len(starts) == 1
+        completions = [e for e in r.admin.job(q["requestId"], "events") if "JobCompleted" in json.dumps(e)]
+        assert len(completions) == 1, completions             # ran once
+    proc.send_signal(signal.SIGTERM)
+    rc, out, _ = finish(proc)
+    assert rc == 0 and out.count("Running job") == 2, out
+
+
+def test_expired_runner_token_is_refreshed(make_runner):
+    r = make_runner()
+    proc = r.start()
+    r.wait_polling()
+    r.admin.expire("runner-tokens")
+    q = r.admin.queue_job(job_message("echo after expiry"))
+    job = r.admin.wait_job(q["requestId"], timeout=40)
+    assert job["result"] == "succeeded"
+    assert len([x for x in r.admin.requests(route="oauth") if x["status"] == 200]) >= 2
+    proc.send_signal(signal.SIGTERM)
+    assert finish(proc)[0] == 0
+
+
+def test_expired_session_is_recreated(make_runner):
+    r = make_runner()
+    proc = r.start()
+    r.wait_polling()
+    r.admin.expire("sessions")
+    q = r.admin.queue_job(job_message("echo new session"))
+    assert r.admin.wait_job(q["requestId"], timeout=40)["result"] == "succeeded"
+    creates = [x for x in r.admin.requests(route="sessions") if x["method"] == "POST" and x["status"] == 200]
+    assert len(creates) == 2
+    proc.send_signal(signal.SIGTERM)
+    assert finish(proc)[0] == 0
+
+
+def test_second_listener_gets_the_session_conflict_exit_5(make_runner):
+    r = make_runner()
+    first = r.start()
+    r.wait_polling()
+    second = r.start()                      # 4 minutes of retries, scaled to 2.4 s
+    rc, _, err = finish(second, timeout=60)
+    assert rc == 5 and "already exists" in err
+    conflicts = [x for x in r.admin.requests(route="sessions") if x["status"] == 409]
+    assert len(conflicts) >= 2
+    first.send_signal(signal.SIGTERM)
+    assert finish(first)[0] == 0
+
+
+def test_runner_deleted_while_polling_removes_config_and_exits_0(make_runner):
+    r = make_runner()
+    proc = r.start()
+    r.wait_polling()
+    r.admin.delete_agent(r.name)
+    rc, _, err = finish(proc, timeout=30)
+    assert rc == 0, err
+    assert not os.path.exists(r.path / ".runner") and not os.path.exists(r.path / ".credentials")
+
+
+def test_deleted_runner_at_start_exits_1(make_runner):
+    r = make_runner()
+    r.admin.delete_agent(r.name)
+    rc, _, err = finish(r.start(), timeout=30)
+    assert rc == 1 and "deleted" in err.lower() or "no longer exists" in err
+    assert os.path.exists(r.path / ".runner")                # only a poll-time not-found deletes it
+
+
+@pytest.mark.parametrize("env_switch,code", [("1", 7), (None, 1)])
+def test_version_refused_on_the_poll(make_runner, hub, env_switch, code):
+    r = make_runner()
+    r.admin.settings(min_runner_version="99.0.0")
+    env = {"ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE": env_switch} if env_switch else {}
+    rc, _, err = finish(r.start(env=env), timeout=30)
+    assert rc == code and "too old" in err
+
+
+def test_ephemeral_runner_takes_one_job_and_forgets_itself(make_runner):
+    r = make_runner(config_args=("--ephemeral",))
+    proc = r.start()
+    r.wait_polling()
+    first = r.admin.queue_job(job_message("echo one"))
+    second = r.admin.queue_job(job_message("echo two"))
+    rc, _, err = finish(proc)
+    assert rc == 0, err
+    assert r.admin.wait_job(first["requestId"], timeout=5)["result"] == "succeeded"
+    assert r.admin.job(second["requestId"])["state"] in ("queued", "assigned")   # left for others
+    assert not os.path.exists(r.path / ".runner")
+
+
+def jit_blob(hub, name):
+    req = urllib.request.Request(hub.url + "/api/v3/repos/octo-org/octo-repo/actions/runners/generate-jitconfig",
+                                 data=json.dumps({"name": name, "runner_group_id": 1,
+                                                  "labels": ["self-hosted"]}).encode(),
+                                 headers={"Authorization": f"Bearer {hub.pat}",
+                                          "Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())["encoded_jit_config"]
+
+
+@pytest.mark.parametrize("via", ["flag", "env"])
+def test_jit_runner_runs_one_job_and_scrubs_its_inputs(make_runner, hub, via):
+    r = make_runner(name="jit-1", configure=False)
+    blob = jit_blob(hub, "jit-1")
+    proc = r.start("--jitconfig", blob) if via == "flag" else \
+        r.start(env={"ACTIONS_RUNNER_INPUT_JITCONFIG": blob, "ACTIONS_RUNNER_INPUT_OTHER": "x"})
+    r.wait_polling()
+    q = r.admin.queue_job(job_message('echo "inputs: $(env | grep -c ACTIONS_RUNNER_INPUT_ || true)"'))
+    rc, _, err = finish(proc)
+    assert rc == 0, err
+    assert r.admin.wait_job(q["requestId"], timeout=5)["result"] == "succeeded"
+    logs = json.dumps(r.admin.job(q["requestId"], "logs"))
+    assert "inputs: 0" in logs
+    # the JIT files' credential signs RS256 when RequireFipsCryptography is absent, PS256 else (§3.1)
+    assert [x for x in r.admin.requests(route="oauth") if x["status"] == 200]
+
+
+def test_bad_jit_blob_exits_1(make_runner):
+    r = make_runner(name="jit-bad", configure=False)
+    rc, _, err = finish(r.start("--jitconfig", "not-a-blob"), timeout=20)
+    assert rc == 1 and "JIT" in err
+
+
+def test_plan_version_7_finishes_by_patch(make_runner):
+    r = make_runner()
+    proc = r.start("--once")
+    r.wait_polling()
+    q = r.admin.queue_job(job_message("echo old plan"), plan_version=7)
+    assert finish(proc)[0] == 0
+    job = r.admin.wait_job(q["requestId"], timeout=5)
+    assert job["result"] == "succeeded" and job["completedVia"] == "finish" and job["violations"] == []
+
+
+def test_not_configured_exits_1(harrier, tmp_path):
+    p = harrier("run", cwd=tmp_path)
+    assert p.returncode == 1 and "not configured" in p.stderr
+
+
+@pytest.mark.skipif(os.environ.get("HARRIER_SKIP_SLOW") == "1", reason="HARRIER_SKIP_SLOW=1")
+def test_real_cadence_lock_renewal(make_runner):
+    """No timer scaling: the lock is renewed once at the start and again 60 s later."""
+    r = make_runner()
+    proc = r.start("--once", scale=False)
+    r.wait_polling()
+    q = r.admin.queue_job(job_message("sleep 64; echo done"))
+    rc, _, err = finish(proc, timeout=120)
+    assert rc == 0, err
+    job = r.admin.wait_job(q["requestId"], timeout=5)
+    assert job["result"] == "succeeded" and job["renewals"] >= 2
+    renews = [x for x in r.admin.requests(route="jobrequests") if x["method"] == "PATCH" and x["status"] == 200]
+    gap = fh_time(renews[1]) - fh_time(renews[0])
+    assert 55 <= gap <= 70, gap
+
+
+def fh_time(req):
+    from datetime import datetime
+    return datetime.strptime(req["time"][:26], "%Y-%m-%dT%H:%M:%S.%f").timestamp()
+
+
+def test_env_and_path_files_reach_the_job(make_runner):
+    r = make_runner()
+    bindir = r.path / "tools"
+    bindir.mkdir()
+    tool = bindir / "only-here"
+    tool.write_text("#!/bin/sh\necho tool-from-dot-path\n")
+    tool.chmod(0o755)
+    (r.path / ".env").write_text("RUNNER_SITE=lab-7\n")
+    (r.path / ".path").write_text(f"{bindir}:/usr/bin:/bin\n")
+    proc = r.start("--once")
+    r.wait_polling()
+    q = r.admin.queue_job(job_message('echo "site=$RUNNER_SITE"; only-here'))
+    assert finish(proc)[0] == 0
+    assert r.admin.wait_job(q["requestId"], timeout=5)["result"] == "succeeded"
+    logs = json.dumps(r.admin.job(q["requestId"], "logs"))
+    assert "site=lab-7" in logs and "tool-from-dot-path" in logs
