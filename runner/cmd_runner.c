@@ -593,6 +593,12 @@ int command_run(const struct cli_command *cmd, struct cli_args *args)
         long n = strtol(slots, &end, 10);
         if (*end || n < 1 || n > 64)
             return cli_usage_error(cmd, "--slots takes a number from 1 to 64");
+        if (n > 1) {
+            /* One registration per listener today: say so rather than take one job. */
+            fprintf(stderr, "harrier run: --slots above 1 is not available yet; start one "
+                            "harrier run per registration for now\n");
+            return RUNNER_EXIT_TERMINATED;
+        }
         lo.slots = (int)n;
     }
     if (command_sandbox_level(cmd, cli_get(cmd, args, "sandbox"), &lo.sandbox_level,

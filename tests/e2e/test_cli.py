@@ -67,3 +67,10 @@ def test_flags_from_env_must_be_booleans(harrier):
     p = harrier("config", "--url", "https://github.com/o/r", env={"ACTIONS_RUNNER_INPUT_EPHEMERAL": "maybe"})
     assert p.returncode == 1
     assert "ACTIONS_RUNNER_INPUT_ephemeral must be true or false" in p.stderr
+
+
+def test_run_refuses_slots_it_cannot_serve(harrier, tmp_path):
+    # Several slots in one listener are not built yet: say so, never take fewer jobs quietly.
+    p = harrier("run", "--slots", "2", cwd=str(tmp_path))
+    assert p.returncode == 1
+    assert "--slots above 1 is not available yet" in p.stderr
