@@ -344,6 +344,26 @@ static void check_runs_on(struct converter *c, const struct token *t)
     }
 }
 
+/* A step's env: or with: — a mapping of strings, unless an expression stands for it (or
+ * for a key or value), which is checked when it is evaluated. */
+static void check_string_map(struct converter *c, const struct token *value, const char *what)
+{
+    if (is_expression(value))
+        return;
+    as_mapping(c, value, what);
+    char key_what[64], value_what[64];
+    snprintf(key_what, sizeof key_what, "%s key", what);
+    snprintf(value_what, sizeof value_what, "%s value", what);
+    FOR_PAIRS(value, k)
+    {
+        if (is_expression(KEY(value, k)))
+            continue;
+        as_string(c, KEY(value, k), key_what);
+        if (!is_expression(VALUE(value, k)))
+            as_string(c, VALUE(value, k), value_what);
+    }
+}
+
 static void check_container(struct converter *c, const struct token *t, bool service)
 {
     if (has_expression(t))
@@ -748,17 +768,7 @@ static void convert_step(struct converter *c, const struct token *item, struct i
                 as_boolean(c, value, "step continue-on-error");
             step->continue_on_error = as_scalar(c, value, "steps continue-on-error");
         } else if (strcmp(name, "env") == 0) {
-            if (!is_expression(value)) {
-                as_mapping(c, value, "environment");
-                FOR_PAIRS(value, k)
-                {
-                    if (is_expression(KEY(value, k)))
-                        continue;
-                    as_string(c, KEY(value, k), "environment key");
-                    if (!is_expression(VALUE(value, k)))
-                        as_string(c, VALUE(value, k), "environment value");
-                }
-            }
+            check_string_map(c, value, "environment");
             step->env = value;
         } else if (strcmp(name, "id") == 0) {
             const struct token *id = as_string(c, value, "steps item id");
@@ -783,17 +793,7 @@ static void convert_step(struct converter *c, const struct token *item, struct i
         } else if (strcmp(name, "uses") == 0) {
             step->uses = as_string(c, value, "steps item uses");
         } else if (strcmp(name, "with") == 0) {
-            if (!is_expression(value)) {
-                as_mapping(c, value, "inputs");
-                FOR_PAIRS(value, k)
-                {
-                    if (is_expression(KEY(value, k)))
-                        continue;
-                    as_string(c, KEY(value, k), "inputs key");
-                    if (!is_expression(VALUE(value, k)))
-                        as_string(c, VALUE(value, k), "inputs value");
-                }
-            }
+            check_string_map(c, value, "inputs");
             step->with = value;
         } else if (strcmp(name, "working-directory") == 0) {
             step->working_directory = as_scalar(c, value, "steps item working-directory");
