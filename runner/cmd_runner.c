@@ -10,6 +10,8 @@
 #include "protocol/runner_service.h"
 #include "runner/config_store.h"
 #include "runner/listener.h"
+#include "runner/prompt.h"
+#include "lib/path.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -31,6 +33,7 @@ const struct cli_option command_config_options[] = {
     {"replace", 0, false, false, true, NULL, "replace a runner of the same name"},
     {"unattended", 0, false, false, true, NULL, "never prompt"},
     {"disableupdate", 0, false, false, true, NULL, "never self-update"},
+    {"slots", 0, true, false, true, "N", "register N runners that one 'harrier run' serves"},
     {0},
 };
 
@@ -44,7 +47,8 @@ const struct cli_option command_remove_options[] = {
 const struct cli_option command_run_options[] = {
     {"jitconfig", 0, true, false, true, "BLOB", "just-in-time configuration; runs one job"},
     {"once", 0, false, false, true, NULL, "run one job, then exit"},
-    {"slots", 0, true, false, false, "N", "run up to N jobs at once (N registrations)"},
+    {"slots", 0, true, false, false, "N", "serve N of the registrations config --slots made"},
+    {"finish-jobs", 0, false, false, false, NULL, "on SIGTERM/SIGINT let running jobs finish"},
     {"sandbox", 0, true, false, false, "LEVEL", "none, process (default) or strict"},
     {0},
 };
@@ -314,12 +318,69 @@ static bool agent_requires_fips(const json_t *agent)
     return true;
 }
 
+/* The runners of that name (GET agents?agentName=…), or NULL with err set. */
+static json_t *find_agent(struct vss_conn *conn, const char *name, struct error *err)
+{
+    cleanup_free char *escaped = runner_url_escape(name);
+    cleanup_free char *query = xasprintf("agentName=%s&includeCapabilities=False", escaped);
+    const char *route[] = {"poolId", "0", NULL};
+    cleanup_free char *url = vss_conn_url(conn, VSS_LOC_AGENTS, route, query, err);
+    return url ? call_json(conn, "GET", url, NULL, NULL, err) : NULL;
+}
+
 struct config_request {
     const char *url, *token, *name, *labels, *group, *work;
     bool no_default_labels, ephemeral, replace, disable_update;
+    struct prompt *prompt;
+    bool asked;       /* the questions after connecting were asked (slot 1); later slots reuse */
+    char *answers[4]; /* owned: group, name, labels, work as answered */
 };
 
-static int configure(struct oneshot *o, const struct config_request *q, struct error *err)
+/* Slot 1 asks what the official config.sh asks after connecting, in its order: the runner
+ * group (when the service has self-hosted groups), the name, the labels, the work folder. */
+static int ask_after_connect(struct config_request *q, json_t *pools, struct error *err)
+{
+    if (q->asked)
+        return 0;
+    q->asked = true;
+    json_t *p;
+    size_t i;
+    bool groups = false;
+    const char *default_group = NULL;
+    json_array_foreach(json_get(pools, "value"), i, p)
+    {
+        bool hosted = false, internal = false;
+        if (!(json_get_bool(p, "isHosted", &hosted) && hosted))
+            groups = true;
+        if (json_get_bool(p, "isInternal", &internal) && internal)
+            default_group = json_get_string(p, "name");
+    }
+    cleanup_free char *host = host_name();
+    cleanup_free char *label_text =
+        xasprintf("This runner will have the following labels: 'self-hosted', 'Linux', '%s' \n"
+                  "Enter any additional labels (ex. label-1,label-2):",
+                  machine_arch());
+    const struct prompt_question questions[] = {
+        {"runnergroup", "Enter the name of the runner group to add this runner to:",
+         default_group ? default_group : "default", false, false, PROMPT_ANY},
+        {"name", "Enter the name of runner:", host, false, false, PROMPT_ANY},
+        {"labels", label_text, NULL, true, false, PROMPT_ANY},
+        {"work", "Enter name of work folder:", "_work", false, false, PROMPT_ANY},
+    };
+    const char **given[] = {&q->group, &q->name, &q->labels, &q->work};
+    for (size_t k = 0; k < 4; k++) {
+        if (*given[k] || (k == 0 && !groups))
+            continue;
+        if (prompt_ask(q->prompt, &questions[k], &q->answers[k], err) < 0)
+            return err->code;
+        *given[k] = q->answers[k];
+    }
+    return 0;
+}
+
+/* Registers one runner named name and writes its files into dir (PROTOCOL.md §2.6). */
+static int configure(struct oneshot *o, struct config_request *q, const char *dir, int slot,
+                     struct error *err)
 {
     cleanup_free char *tenant = NULL, *bearer = NULL;
     if (exchange_token(o, q->url, q->token, "register", &tenant, &bearer, err) < 0)
@@ -328,29 +389,63 @@ static int configure(struct oneshot *o, const struct config_request *q, struct e
     vss_conn_set_token(conn, bearer);
     struct runner_key *key = NULL;
     json_t *pools = NULL, *found = NULL, *agent = NULL, *body = NULL;
-    cleanup_free char *name = q->name ? xstrdup(q->name) : host_name();
-    cleanup_free char *url = NULL, *query = NULL, *escaped = runner_url_escape(name);
+    cleanup_free char *name = NULL, *url = NULL;
     int rc = vss_conn_connect_sync(conn, err);
     if (rc == 0 && (url = vss_conn_url(conn, VSS_LOC_POOLS, NULL, "poolType=Automation", err)))
         pools = call_json(conn, "GET", url, NULL, NULL, err);
-    json_t *pool = pools ? find_pool(pools, q->group, err) : NULL;
+    if (pools && ask_after_connect(q, pools, err) < 0)
+        rc = err->code;
+    json_t *pool = pools && rc == 0 ? find_pool(pools, q->group, err) : NULL;
     int64_t pool_id = 0, existing = 0;
     if (pool && json_get_int(pool, "id", &pool_id)) {
-        free(url);
-        query = xasprintf("agentName=%s&includeCapabilities=False", escaped);
-        const char *route[] = {"poolId", "0", NULL};
-        url = vss_conn_url(conn, VSS_LOC_AGENTS, route, query, err);
-        found = url ? call_json(conn, "GET", url, NULL, NULL, err) : NULL;
+        cleanup_free char *base = q->name ? xstrdup(q->name) : host_name();
+        name = slot > 1 ? xasprintf("%s-%d", base, slot) : xstrdup(base);
+        found = find_agent(conn, name, err);
     }
-    if (found) {
+    /* As the official runner: a taken name is replaced with --replace; interactively the user
+     * is asked whether to replace it, and for another name if not. */
+    while (found && rc == 0) {
         json_t *first = json_array_get(json_get(found, "value"), 0);
-        if (first && json_get_int(first, "id", &existing) && !q->replace) {
+        if (!first || !json_get_int(first, "id", &existing) || q->replace)
+            break;
+        bool replace = false;
+        if (!q->prompt->unattended && slot == 1) {
+            fprintf(q->prompt->out, "A runner exists with the same name\n");
+            rc = prompt_yes_no(q->prompt, "replace",
+                               "Would you like to replace the existing runner? (Y/N)", false,
+                               &replace, err);
+        }
+        if (rc == 0 && replace) {
+            q->replace = true;
+            break;
+        }
+        json_decref(found);
+        found = NULL;
+        if (rc < 0)
+            break;
+        if (q->prompt->unattended || slot > 1) {
             rc = error_set(err, EEXIST,
                            "A runner exists with the same name \"%s\"; pass --replace to take "
                            "its place, or --name to choose another",
                            name);
-            found = (json_decref(found), NULL);
+            break;
         }
+        struct prompt_question again = {"name",    "Enter the name of runner:", NULL, false, false,
+                                        PROMPT_ANY};
+        free(q->answers[1]);
+        q->answers[1] = NULL;
+        if (prompt_ask(q->prompt, &again, &q->answers[1], err) < 0) {
+            rc = error_prefix(err,
+                              "A runner exists with the same name \"%s\" (--replace takes "
+                              "its place)",
+                              name);
+            break;
+        }
+        q->name = q->answers[1];
+        free(name);
+        name = xstrdup(q->name);
+        existing = 0;
+        found = find_agent(conn, name, err);
     }
     if (found)
         rc = runner_key_generate(&key, err);
@@ -412,7 +507,9 @@ static int configure(struct oneshot *o, const struct config_request *q, struct e
             .authorization_url = (char *)json_get_string(auth, "authorizationUrl"),
             .require_fips = agent_requires_fips(agent),
         };
-        rc = config_store_save(config_dir(), &s, &c, key, err);
+        rc = path_mkdir_all(dir, 0700, err);
+        if (rc == 0)
+            rc = config_store_save(dir, &s, &c, key, err);
         if (rc == 0) {
             /* §2.6 step 5: the new OAuth credential must work. */
             struct vss_conn *test = vss_conn_new(&o->loop, o->http, tenant);
@@ -443,8 +540,35 @@ static int configure(struct oneshot *o, const struct config_request *q, struct e
     return rc;
 }
 
+static void config_request_free(struct config_request *q)
+{
+    for (size_t i = 0; i < sizeof q->answers / sizeof q->answers[0]; i++)
+        free(q->answers[i]);
+}
+
+/* Registers slots 1..n, stopping at the first failure (what was registered is said). */
+static int configure_slots(struct config_request *q, int n, struct error *err)
+{
+    struct oneshot o;
+    oneshot_init(&o);
+    int rc = 0, done = 0;
+    for (int k = 1; k <= n && rc == 0; k++) {
+        cleanup_free char *dir = config_store_slot_dir(config_dir(), k);
+        rc = configure(&o, q, dir, k, err);
+        done += rc == 0;
+    }
+    oneshot_close(&o);
+    if (rc < 0 && done > 0)
+        error_prefix(err,
+                     "slots 1 to %d are registered, slot %d is not ('harrier remove' "
+                     "unregisters them)",
+                     done, done + 1);
+    return rc;
+}
+
 int command_config(const struct cli_command *cmd, struct cli_args *args)
 {
+    struct prompt prompt = {stdin, stdout, cli_flag(cmd, args, "unattended")};
     struct config_request q = {
         .url = cli_get(cmd, args, "url"),
         .token = cli_get(cmd, args, "token"),
@@ -456,34 +580,48 @@ int command_config(const struct cli_command *cmd, struct cli_args *args)
         .ephemeral = cli_flag(cmd, args, "ephemeral"),
         .replace = cli_flag(cmd, args, "replace"),
         .disable_update = cli_flag(cmd, args, "disableupdate"),
+        .prompt = &prompt,
     };
     const char *pat = cli_get(cmd, args, "pat");
-    if (!q.url || (!q.token && !pat))
-        return cli_usage_error(cmd, "--url and --token (or --pat) are required");
+    int slots = 1;
+    if (cli_get(cmd, args, "slots")) {
+        char *end;
+        long n = strtol(cli_get(cmd, args, "slots"), &end, 10);
+        if (*end || n < 1 || n > 64)
+            return cli_usage_error(cmd, "--slots takes a number from 1 to 64");
+        slots = (int)n;
+    }
     if (q.no_default_labels && (!q.labels || !*q.labels))
         return cli_usage_error(cmd, "--no-default-labels needs at least one label in --labels");
     if (config_store_exists(config_dir()))
         return cli_usage_error(cmd, "this folder already holds a runner's configuration; run "
                                     "'harrier remove' first");
     struct error err = {0};
-    cleanup_free char *from_pat = NULL;
-    if (!q.token) {
-        if (token_from_pat(q.url, pat, "registration", &from_pat, &err) < 0)
-            return fail(cmd, &err);
-        q.token = from_pat;
-    }
-    struct oneshot o;
-    oneshot_init(&o);
-    int rc = configure(&o, &q, &err);
-    oneshot_close(&o);
+    cleanup_free char *url = NULL, *token = NULL;
+    const struct prompt_question ask_url = {
+        "url", "What is the URL of your repository?", NULL, false, false, PROMPT_URL};
+    const struct prompt_question ask_token = {
+        "token", "What is your runner register token?", NULL, false, true, PROMPT_ANY};
+    int rc = 0;
+    if (!q.url && (rc = prompt_ask(&prompt, &ask_url, &url, &err)) == 0)
+        q.url = url;
+    if (rc == 0 && !q.token && pat)
+        rc = token_from_pat(q.url, pat, "registration", &token, &err);
+    else if (rc == 0 && !q.token)
+        rc = prompt_ask(&prompt, &ask_token, &token, &err);
+    if (token)
+        q.token = token;
+    if (rc == 0)
+        rc = configure_slots(&q, slots, &err);
+    config_request_free(&q);
     return rc < 0 ? fail(cmd, &err) : RUNNER_EXIT_OK;
 }
 
-static int unregister(struct oneshot *o, const char *token, struct error *err)
+static int unregister(struct oneshot *o, const char *dir, const char *token, struct error *err)
 {
     struct runner_settings s;
     struct runner_credentials c;
-    int rc = config_store_load(config_dir(), &s, &c, NULL, err);
+    int rc = config_store_load(dir, &s, &c, NULL, err);
     if (rc < 0) {
         runner_settings_free(&s);
         runner_credentials_free(&c);
@@ -526,7 +664,7 @@ static int unregister(struct oneshot *o, const char *token, struct error *err)
                 s.agent_name ? s.agent_name : "");
     }
     if (rc == 0)
-        rc = config_store_remove(config_dir(), err);
+        rc = config_store_remove(dir, err);
     if (rc == 0)
         printf("Runner \"%s\" removed.\n", s.agent_name ? s.agent_name : "");
     json_decref(found);
@@ -540,10 +678,18 @@ int command_remove(const struct cli_command *cmd, struct cli_args *args)
 {
     const char *token = cli_get(cmd, args, "token");
     const char *pat = cli_get(cmd, args, "pat");
-    if (!token && !pat)
-        return cli_usage_error(cmd, "--token (a removal token) or --pat is required");
     struct error err = {0};
-    cleanup_free char *from_pat = NULL;
+    cleanup_free char *from_pat = NULL, *asked = NULL;
+    if (!config_store_exists(config_dir()))
+        return cli_usage_error(cmd, "this folder holds no runner configuration (.runner)");
+    if (!token && !pat) {
+        struct prompt prompt = {stdin, stdout, cli_flag(cmd, args, "unattended")};
+        const struct prompt_question q = {
+            "token", "Enter runner remove token:", NULL, false, true, PROMPT_ANY};
+        if (prompt_ask(&prompt, &q, &asked, &err) < 0)
+            return fail(cmd, &err);
+        token = asked;
+    }
     if (!token) {
         struct runner_settings s;
         struct runner_credentials c;
@@ -558,9 +704,21 @@ int command_remove(const struct cli_command *cmd, struct cli_args *args)
             return fail(cmd, &err);
         token = from_pat;
     }
+    /* Every slot config --slots registered, the last first, so that a failure leaves a
+     * consistent prefix that a second 'harrier remove' finishes. */
     struct oneshot o;
     oneshot_init(&o);
-    int rc = unregister(&o, token, &err);
+    int rc = 0;
+    for (int k = config_store_slot_count(config_dir()); k >= 1 && rc == 0; k--) {
+        cleanup_free char *dir = config_store_slot_dir(config_dir(), k);
+        rc = unregister(&o, dir, token, &err);
+        if (rc == 0 && k > 1)
+            rmdir(dir);
+    }
+    if (rc == 0) {
+        cleanup_free char *slots = path_join(config_dir(), ".slots");
+        rmdir(slots);
+    }
     oneshot_close(&o);
     return rc < 0 ? fail(cmd, &err) : RUNNER_EXIT_OK;
 }
@@ -587,20 +745,29 @@ int command_run(const struct cli_command *cmd, struct cli_args *args)
         .dir = config_dir(), .once = cli_flag(cmd, args, "once"), .slots = 1};
     cleanup_free char *jit =
         cli_get(cmd, args, "jitconfig") ? xstrdup(cli_get(cmd, args, "jitconfig")) : NULL;
+    lo.finish_jobs = cli_flag(cmd, args, "finish-jobs");
     const char *slots = cli_get(cmd, args, "slots");
+    int configured = config_store_slot_count(config_dir());
+    lo.slots = configured > 1 ? configured : 1;
     if (slots) {
         char *end;
         long n = strtol(slots, &end, 10);
         if (*end || n < 1 || n > 64)
             return cli_usage_error(cmd, "--slots takes a number from 1 to 64");
-        if (n > 1) {
-            /* One registration per listener today: say so rather than take one job. */
-            fprintf(stderr, "harrier run: --slots above 1 is not available yet; start one "
-                            "harrier run per registration for now\n");
+        if (jit && n > 1)
+            return cli_usage_error(cmd, "a JIT configuration is one runner: --slots cannot be "
+                                        "above 1 with --jitconfig");
+        if (!jit && n > configured && configured > 0) {
+            fprintf(stderr,
+                    "harrier run: --slots %ld, but %d runner%s registered here; register the "
+                    "slots with 'harrier config --slots %ld' (after 'harrier remove')\n",
+                    n, configured, configured == 1 ? " is" : "s are", n);
             return RUNNER_EXIT_TERMINATED;
         }
         lo.slots = (int)n;
     }
+    if (jit)
+        lo.slots = 1;
     if (command_sandbox_level(cmd, cli_get(cmd, args, "sandbox"), &lo.sandbox_level,
                               &lo.sandbox_fallback) != 0)
         return cmd->usage_exit;

@@ -214,6 +214,26 @@ int config_store_remove(const char *dir, struct error *err)
     return 0;
 }
 
+char *config_store_slot_dir(const char *dir, int slot)
+{
+    if (slot <= 1)
+        return xstrdup(dir);
+    char name[32];
+    snprintf(name, sizeof name, ".slots/%d", slot);
+    return path_join(dir, name);
+}
+
+int config_store_slot_count(const char *dir)
+{
+    int n = 0;
+    for (;;) {
+        cleanup_free char *slot = config_store_slot_dir(dir, n + 1);
+        if (!config_store_exists(slot))
+            return n;
+        n++;
+    }
+}
+
 int config_store_write_jit(const char *dir, const char *blob, struct error *err)
 {
     size_t len = 0;

@@ -44,6 +44,13 @@ int config_store_save(const char *dir, const struct runner_settings *settings,
 bool config_store_exists(const char *dir);
 /* Deletes the three files; missing ones are fine. */
 int config_store_remove(const char *dir, struct error *err);
+/* Slots (harrier's --slots N): slot 1 is dir itself, as the official layout; slot k > 1 keeps
+ * its three files in dir/.slots/k. Returns a new string. */
+char *config_store_slot_dir(const char *dir, int slot);
+/* How many slots are configured in dir: 1 + the consecutive .slots/k with a .runner; 0 when
+ * dir has none. */
+int config_store_slot_count(const char *dir);
+
 /* Unpacks a JIT blob (§2.10: base64 of a JSON object of file name → base64 content) into dir,
  * each file as its raw bytes, mode 0600. Only the three known names are written. */
 int config_store_write_jit(const char *dir, const char *blob, struct error *err);

@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,7 +86,7 @@ struct op {
 struct listener;
 
 struct job {
-    struct listener *l;
+    struct slot *sl;
     json_t *message;
     int64_t request_id, message_id;
     char *job_id, *plan_id, *scope, *hub, *timeline_id, *orch_id;
@@ -119,16 +120,16 @@ struct job {
     int handles_open;
 };
 
-struct listener {
-    const struct listener_options *o;
-    uv_loop_t loop;
-    struct http_client *http;
+/* One registration (--slots N: N of them in one process): its session, long-poll and job. */
+struct slot {
+    struct listener *p;
+    int index;  /* 1-based */
+    char *dir;  /* its .runner, .credentials, .credentials_rsaparams */
+    char *work; /* its jobs' work folder */
     struct runner_settings settings;
     struct runner_credentials credentials;
     struct runner_key *key;
     struct vss_conn *conn;
-    struct sandbox_job *procs;
-    char *self_exe;
 
     char *session_id;
     uint8_t *session_key;
@@ -145,8 +146,6 @@ struct listener {
     uint64_t poll_started;
     int empty_polls;
     uv_timer_t poll_timer;
-    uv_signal_t sigint, sigterm;
-    int signals;
 
     struct job *job;
     int jobs_taken;
@@ -154,14 +153,46 @@ struct listener {
     int exit_code;
 };
 
-static void poll_start(struct listener *l);
-static void listener_stop(struct listener *l, int code);
+/* A line for the user on stderr; with several slots it names the slot's runner. */
+static void slot_say(const struct slot *sl, const char *format, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* The process: one loop, one HTTP client, one process tree for the workers, and the slots. */
+struct listener {
+    const struct listener_options *o;
+    uv_loop_t loop;
+    struct http_client *http;
+    struct sandbox_job *procs;
+    char *self_exe;
+    char *actions_cache; /* shared by every slot's jobs */
+    uv_signal_t sigint, sigterm;
+    int signals;
+    struct slot *slots;
+    int slot_count;
+    bool connected_once, closed;
+};
+
+static void slot_say(const struct slot *sl, const char *format, ...)
+{
+    if (sl->p->slot_count > 1)
+        fprintf(stderr,
+                "harrier run: %s: ", sl->settings.agent_name ? sl->settings.agent_name : "runner");
+    else
+        fputs("harrier run: ", stderr);
+    va_list ap;
+    va_start(ap, format);
+    vfprintf(stderr, format, ap);
+    va_end(ap);
+}
+
+static void poll_start(struct slot *sl);
+static void slot_stop(struct slot *sl, int code);
 static void job_op_next(struct job *j);
 static void job_done(struct job *j);
 
-static const char *route_pool(struct listener *l, char *buf, size_t size)
+static const char *route_pool(struct slot *sl, char *buf, size_t size)
 {
-    snprintf(buf, size, "%lld", (long long)l->settings.pool_id);
+    snprintf(buf, size, "%lld", (long long)sl->settings.pool_id);
     return buf;
 }
 
@@ -187,10 +218,10 @@ static void job_op_push(struct job *j, enum op_kind kind, size_t record, char *t
 
 static json_t *record_json(struct job *j, struct record *r)
 {
-    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:i, s:s}", "id", r->id, "type",
-                          r->order ? "Task" : "Job", "name", r->name, "state", r->state,
-                          "percentComplete", strcmp(r->state, "completed") == 0 ? 100 : 0,
-                          "workerName", j->l->settings.agent_name ? j->l->settings.agent_name : "");
+    json_t *o = json_pack(
+        "{s:s, s:s, s:s, s:s, s:i, s:s}", "id", r->id, "type", r->order ? "Task" : "Job", "name",
+        r->name, "state", r->state, "percentComplete", strcmp(r->state, "completed") == 0 ? 100 : 0,
+        "workerName", j->sl->settings.agent_name ? j->sl->settings.agent_name : "");
     json_object_set_new(o, "parentId", r->order ? json_string(j->job_id) : json_null());
     json_object_set_new(o, "result", r->result ? json_string(r->result) : json_null());
     json_object_set_new(o, "startTime", r->start ? json_string(r->start) : json_null());
@@ -324,10 +355,10 @@ static void job_op_next(struct job *j)
         } else {
             char pool[32], rid[32];
             snprintf(rid, sizeof rid, "%lld", (long long)j->request_id);
-            const char *route[] = {"poolId", route_pool(j->l, pool, sizeof pool), "requestId", rid,
+            const char *route[] = {"poolId", route_pool(j->sl, pool, sizeof pool), "requestId", rid,
                                    NULL};
-            url =
-                vss_conn_url(j->l->conn, VSS_LOC_JOBREQUESTS, route, "lockToken=" EMPTY_GUID, &err);
+            url = vss_conn_url(j->sl->conn, VSS_LOC_JOBREQUESTS, route, "lockToken=" EMPTY_GUID,
+                               &err);
             cleanup_free char *finish = now_iso();
             body = json_pack("{s:I, s:s, s:s}", "requestId", (json_int_t)j->request_id,
                              "finishTime", finish, "result", j->result);
@@ -340,7 +371,7 @@ static void job_op_next(struct job *j)
     struct op_ctx *ctx = xcalloc(1, sizeof *ctx);
     *ctx = (struct op_ctx){j, op};
     o.user = ctx;
-    struct vss_conn *conn = op->kind == OP_COMPLETE && j->plan_version < 8 ? j->l->conn : j->conn;
+    struct vss_conn *conn = op->kind == OP_COMPLETE && j->plan_version < 8 ? j->sl->conn : j->conn;
     j->op_running = true;
     if (!url || !vss_call_start(conn, &o, &err)) {
         log_warn("job upload: %s", err.message);
@@ -673,27 +704,24 @@ static void on_worker_exit(struct sandbox_step *step, const struct sandbox_step_
 
 static int job_spawn_worker(struct job *j, struct error *err)
 {
-    struct listener *l = j->l;
-    const char *work_folder = l->settings.work_folder ? l->settings.work_folder : "_work";
-    cleanup_free char *dir = realpath(l->o->dir, NULL);
-    cleanup_free char *root = work_folder[0] == '/' ? xstrdup(work_folder)
-                                                    : path_join(dir ? dir : l->o->dir, work_folder);
-    j->work = xstrdup(root);
-    if (path_mkdir_all(root, 0700, err) < 0)
+    struct slot *sl = j->sl;
+    j->work = xstrdup(sl->work);
+    if (path_mkdir_all(sl->work, 0700, err) < 0)
         return err->code;
-    j->message_path = xasprintf("%s/.job-%lld.json", root, (long long)j->request_id);
+    j->message_path = xasprintf("%s/.job-%lld.json", sl->work, (long long)j->request_id);
     cleanup_free char *text = json_dumps(j->message, JSON_COMPACT);
     if (path_write_file_atomic(j->message_path, text, strlen(text), 0600, err) < 0)
         return err->code;
-    const char *argv[12] = {
-        l->self_exe, "worker",
-        "--message", j->message_path,
-        "--work",    root,
-        "--name",    l->settings.agent_name ? l->settings.agent_name : "harrier"};
-    size_t n = 8;
-    if (!l->o->sandbox_fallback) {
+    const char *argv[14] = {
+        sl->p->self_exe,   "worker",
+        "--message",       j->message_path,
+        "--work",          sl->work,
+        "--actions-cache", sl->p->actions_cache,
+        "--name",          sl->settings.agent_name ? sl->settings.agent_name : "harrier"};
+    size_t n = 10;
+    if (!sl->p->o->sandbox_fallback) {
         argv[n++] = "--sandbox";
-        argv[n++] = sandbox_level_name(l->o->sandbox_level);
+        argv[n++] = sandbox_level_name(sl->p->o->sandbox_level);
     }
     argv[n] = NULL;
     int fds[2];
@@ -707,13 +735,13 @@ static int job_spawn_worker(struct job *j, struct error *err)
         .on_exit = on_worker_exit,
         .data = j,
     };
-    int rc = sandbox_spawn(l->procs, &so, &j->proc, err);
+    int rc = sandbox_spawn(sl->p->procs, &so, &j->proc, err);
     close(fds[1]);
     if (rc < 0) {
         close(fds[0]);
         return rc;
     }
-    uv_pipe_init(&l->loop, &j->pipe, 0);
+    uv_pipe_init(&sl->p->loop, &j->pipe, 0);
     j->pipe.data = j;
     j->handles_open++;
     uv_pipe_open(&j->pipe, fds[0]);
@@ -753,7 +781,7 @@ static void job_finish(struct job *j)
 /* --- lock renewal (§7.2) ----------------------------------------------------------------- */
 
 static void job_start_worker(struct job *j);
-static void message_delete(struct listener *l, int64_t id, bool then_poll);
+static void message_delete(struct slot *sl, int64_t id, bool then_poll);
 
 static void on_renew(struct http_response *resp, const struct error *err, void *user);
 
@@ -762,13 +790,13 @@ static void renew_now(uv_timer_t *t)
     struct job *j = t->data;
     if (j->renew_done || j->renewing)
         return;
-    struct listener *l = j->l;
+    struct slot *sl = j->sl;
     char pool[32], rid[32];
     snprintf(rid, sizeof rid, "%lld", (long long)j->request_id);
-    const char *route[] = {"poolId", route_pool(l, pool, sizeof pool), "requestId", rid, NULL};
+    const char *route[] = {"poolId", route_pool(sl, pool, sizeof pool), "requestId", rid, NULL};
     struct error err = {0};
     cleanup_free char *url =
-        vss_conn_url(l->conn, VSS_LOC_JOBREQUESTS, route, "lockToken=" EMPTY_GUID, &err);
+        vss_conn_url(sl->conn, VSS_LOC_JOBREQUESTS, route, "lockToken=" EMPTY_GUID, &err);
     json_t *body = json_pack("{s:I}", "requestId", (json_int_t)j->request_id);
     struct vss_call_options o = {.method = "PATCH",
                                  .url = url,
@@ -777,7 +805,7 @@ static void renew_now(uv_timer_t *t)
                                  .on_done = on_renew,
                                  .user = j};
     j->renewing = true;
-    if (!url || !vss_call_start(l->conn, &o, &err)) {
+    if (!url || !vss_call_start(sl->conn, &o, &err)) {
         j->renewing = false;
         log_warn("cannot renew the job's lock: %s", err.message);
         uv_timer_start(&j->renew_timer, renew_now, scaled(10000), 0);
@@ -819,7 +847,7 @@ static void on_renew(struct http_response *resp, const struct error *err, void *
         uv_timer_start(&j->renew_timer, renew_now, scaled(60000), 0);
         if (first) {
             /* Polling goes on with status Busy: that is where a cancellation arrives. */
-            message_delete(j->l, j->message_id, true);
+            message_delete(j->sl, j->message_id, true);
             job_start_worker(j);
         }
         goto out;
@@ -833,7 +861,7 @@ static void on_renew(struct http_response *resp, const struct error *err, void *
     }
     j->renew_failures++;
     if (!j->renewed && j->renew_failures >= 6) {
-        message_delete(j->l, j->message_id, true);
+        message_delete(j->sl, j->message_id, true);
         job_abandon(j, "the job's lock could not be renewed 6 times in a row");
         goto out;
     }
@@ -898,7 +926,7 @@ static char *token_orchestration_id(const char *token)
     return copy;
 }
 
-static int job_new(struct listener *l, json_t *message, int64_t message_id, struct job **out,
+static int job_new(struct slot *sl, json_t *message, int64_t message_id, struct job **out,
                    struct error *err)
 {
     json_t *plan = json_get(message, "plan");
@@ -921,7 +949,7 @@ static int job_new(struct listener *l, json_t *message, int64_t message_id, stru
                          "SystemVssConnection endpoint");
     json_get_int(plan, "version", &version);
     struct job *j = xcalloc(1, sizeof *j);
-    j->l = l;
+    j->sl = sl;
     j->message = json_incref(message);
     j->request_id = request_id;
     j->message_id = message_id;
@@ -935,7 +963,7 @@ static int job_new(struct listener *l, json_t *message, int64_t message_id, stru
     j->timeline_id = xstrdup(json_get_string(json_get(message, "timeline"), "id"));
     j->plan_version = (int)version;
     j->orch_id = token_orchestration_id(token);
-    j->conn = vss_conn_new(&l->loop, l->http, url);
+    j->conn = vss_conn_new(&sl->p->loop, sl->p->http, url);
     vss_conn_set_token(j->conn, token);
     j->ops_tail = &j->ops;
     j->result = "failed";
@@ -943,10 +971,10 @@ static int job_new(struct listener *l, json_t *message, int64_t message_id, stru
     size_t job_record = record_add(j, job_id, display ? display : "job", 0);
     j->records[job_record].state = "inProgress";
     j->records[job_record].start = now_iso();
-    uv_timer_init(&l->loop, &j->renew_timer);
-    uv_timer_init(&l->loop, &j->flush_timer);
-    uv_timer_init(&l->loop, &j->kill_timer);
-    uv_timer_init(&l->loop, &j->retry_timer);
+    uv_timer_init(&sl->p->loop, &j->renew_timer);
+    uv_timer_init(&sl->p->loop, &j->flush_timer);
+    uv_timer_init(&sl->p->loop, &j->kill_timer);
+    uv_timer_init(&sl->p->loop, &j->retry_timer);
     j->renew_timer.data = j->flush_timer.data = j->kill_timer.data = j->retry_timer.data = j;
     j->handles_open += 4;
     uv_timer_start(&j->flush_timer, on_flush, 500, 500);
@@ -999,20 +1027,20 @@ static void job_maybe_free(struct job *j)
 {
     if (!j->renew_done || j->renewing || j->handles_open > 0 || j->op_running || j->proc)
         return;
-    struct listener *l = j->l;
-    if (l->job == j)
-        l->job = NULL;
+    struct slot *sl = j->sl;
+    if (sl->job == j)
+        sl->job = NULL;
     job_free(j);
-    if (l->stopping)
-        listener_stop(l, l->exit_code);
+    if (sl->stopping)
+        slot_stop(sl, sl->exit_code);
 }
 
 static void job_done(struct job *j)
 {
-    struct listener *l = j->l;
+    struct slot *sl = j->sl;
     log_info("job %s completed: %s", j->job_id, j->result);
     printf("%s: Job %s completed with result: %s\n",
-           l->settings.agent_name ? l->settings.agent_name : "runner",
+           sl->settings.agent_name ? sl->settings.agent_name : "runner",
            json_get_string(j->message, "jobDisplayName")
                ? json_get_string(j->message, "jobDisplayName")
                : j->job_id,
@@ -1024,19 +1052,19 @@ static void job_done(struct job *j)
     uv_close((uv_handle_t *)&j->flush_timer, on_handle_closed);
     uv_close((uv_handle_t *)&j->kill_timer, on_handle_closed);
     uv_close((uv_handle_t *)&j->retry_timer, on_handle_closed);
-    if (l->o->once || l->settings.ephemeral) {
-        if (l->settings.ephemeral || l->o->jit) {
+    if (sl->p->o->once || sl->settings.ephemeral) {
+        if (sl->settings.ephemeral || sl->p->o->jit) {
             struct error err = {0};
-            config_store_remove(l->o->dir, &err);
+            config_store_remove(sl->dir, &err);
         }
-        l->stopping = true;
-        l->exit_code = RUNNER_EXIT_OK;
+        sl->stopping = true;
+        sl->exit_code = RUNNER_EXIT_OK;
     }
     /* Back to Online: the Busy poll is replaced (§4.2). */
-    if (l->poll)
-        vss_call_cancel(l->poll);
-    else if (!l->stopping)
-        poll_start(l);
+    if (sl->poll)
+        vss_call_cancel(sl->poll);
+    else if (!sl->stopping)
+        poll_start(sl);
 }
 
 static void on_kill_timer(uv_timer_t *t)
@@ -1063,52 +1091,52 @@ static void job_cancel(struct job *j, double timeout_ms)
 static void on_message_deleted(struct http_response *resp, const struct error *err, void *user)
 {
     (void)resp;
-    struct listener *l = user;
+    struct slot *sl = user;
     if (err)
         log_debug("deleting a message: %s", err->message);
-    if (--l->deleting > 0)
+    if (--sl->deleting > 0)
         return;
-    bool then_poll = l->poll_after_delete;
-    l->poll_after_delete = false;
-    if (l->stopping)
-        listener_stop(l, l->exit_code);
+    bool then_poll = sl->poll_after_delete;
+    sl->poll_after_delete = false;
+    if (sl->stopping)
+        slot_stop(sl, sl->exit_code);
     else if (then_poll)
-        poll_start(l);
+        poll_start(sl);
 }
 
 /* §4.5: the next poll goes out once the message is deleted, so that the service does not
  * send a job message again. */
-static void message_delete(struct listener *l, int64_t id, bool then_poll)
+static void message_delete(struct slot *sl, int64_t id, bool then_poll)
 {
     char pool[32], mid[32];
     snprintf(mid, sizeof mid, "%lld", (long long)id);
-    const char *route[] = {"poolId", route_pool(l, pool, sizeof pool), "messageId", mid, NULL};
-    cleanup_free char *query = xasprintf("sessionId=%s", l->session_id);
+    const char *route[] = {"poolId", route_pool(sl, pool, sizeof pool), "messageId", mid, NULL};
+    cleanup_free char *query = xasprintf("sessionId=%s", sl->session_id);
     struct error err = {0};
-    cleanup_free char *url = vss_conn_url(l->conn, VSS_LOC_MESSAGES, route, query, &err);
+    cleanup_free char *url = vss_conn_url(sl->conn, VSS_LOC_MESSAGES, route, query, &err);
     struct vss_call_options o = {.method = "DELETE",
                                  .url = url,
                                  .timeout_ms = 30000,
                                  .retries = 3, /* a lost delete would have the job sent again */
                                  .on_done = on_message_deleted,
-                                 .user = l};
-    if (url && vss_call_start(l->conn, &o, &err)) {
-        l->deleting++;
-        l->poll_after_delete |= then_poll;
+                                 .user = sl};
+    if (url && vss_call_start(sl->conn, &o, &err)) {
+        sl->deleting++;
+        sl->poll_after_delete |= then_poll;
         return;
     }
     log_warn("cannot delete message %lld: %s", (long long)id, err.message);
     if (then_poll)
-        poll_start(l);
+        poll_start(sl);
 }
 
-static json_t *message_decrypt(struct listener *l, json_t *m, struct error *err)
+static json_t *message_decrypt(struct slot *sl, json_t *m, struct error *err)
 {
     const char *body = json_get_string(m, "body");
     const char *iv64 = json_get_string(m, "iv");
     if (!body)
         return NULL;
-    if (!iv64 || !*iv64 || !l->session_key)
+    if (!iv64 || !*iv64 || !sl->session_key)
         return json_load_text(body, strlen(body), "message", err);
     size_t iv_len = 0, ct_len = 0, pt_len = 0;
     cleanup_free uint8_t *iv = codec_base64_decode(iv64, &iv_len);
@@ -1118,7 +1146,7 @@ static json_t *message_decrypt(struct listener *l, json_t *m, struct error *err)
         error_set(err, EPROTO, "the message's iv or body is not base64");
         return NULL;
     }
-    if (runner_aes_cbc_decrypt(l->session_key, l->session_key_len, iv, iv_len, ct, ct_len, &pt,
+    if (runner_aes_cbc_decrypt(sl->session_key, sl->session_key_len, iv, iv_len, ct, ct_len, &pt,
                                &pt_len, err) < 0)
         return NULL;
     json_t *v = json_load_text((const char *)pt, pt_len, "message", err);
@@ -1126,37 +1154,39 @@ static json_t *message_decrypt(struct listener *l, json_t *m, struct error *err)
     return v;
 }
 
-static void on_message(struct listener *l, json_t *m)
+static void on_message(struct slot *sl, json_t *m)
 {
     int64_t id = 0;
     json_get_int(m, "messageId", &id);
-    l->last_message_id = id;
+    sl->last_message_id = id;
     const char *type = json_get_string(m, "messageType");
     struct error err = {0};
-    json_t *body = message_decrypt(l, m, &err);
+    json_t *body = message_decrypt(sl, m, &err);
     if (!type || !body) {
         log_error("cannot read message %lld: %s", (long long)id, err.message);
         json_decref(body);
-        message_delete(l, id, true);
+        message_delete(sl, id, true);
         return;
     }
     if (str_eq_nocase(type, "PipelineAgentJobRequest")) {
-        if (l->job || l->stopping || ((l->o->once || l->settings.ephemeral) && l->jobs_taken)) {
+        if (sl->job || sl->stopping ||
+            ((sl->p->o->once || sl->settings.ephemeral) && sl->jobs_taken)) {
             /* Never two jobs in one slot; left undeleted, the service sends it again. */
             json_decref(body);
-            poll_start(l);
+            poll_start(sl);
             return;
         }
         struct job *j = NULL;
-        if (job_new(l, body, id, &j, &err) < 0) {
+        if (job_new(sl, body, id, &j, &err) < 0) {
             log_error("cannot run the job: %s", err.message);
-            message_delete(l, id, true);
+            message_delete(sl, id, true);
             json_decref(body);
             return;
         }
-        l->job = j;
-        l->jobs_taken++;
-        printf("%s: Running job: %s\n", l->settings.agent_name ? l->settings.agent_name : "runner",
+        sl->job = j;
+        sl->jobs_taken++;
+        printf("%s: Running job: %s\n",
+               sl->settings.agent_name ? sl->settings.agent_name : "runner",
                json_get_string(body, "jobDisplayName") ? json_get_string(body, "jobDisplayName")
                                                        : j->job_id);
         fflush(stdout);
@@ -1167,46 +1197,46 @@ static void on_message(struct listener *l, json_t *m)
     }
     if (str_eq_nocase(type, "JobCancellation")) {
         const char *job_id = json_get_string(body, "jobId");
-        if (l->job && job_id && str_eq_nocase(job_id, l->job->job_id)) {
+        if (sl->job && job_id && str_eq_nocase(job_id, sl->job->job_id)) {
             log_info("the service cancelled job %s", job_id);
-            job_cancel(l->job, 300000);
+            job_cancel(sl->job, 300000);
         }
     } else if (strcmp(type, "ForceTokenRefresh") == 0) {
-        vss_conn_drop_token(l->conn);
+        vss_conn_drop_token(sl->conn);
     } else if (str_eq_nocase(type, "RunnerShutdown")) {
         json_decref(body);
-        listener_stop(l, RUNNER_EXIT_OK);
+        slot_stop(sl, RUNNER_EXIT_OK);
         return;
     } else {
         log_info("ignoring a message of type %s", type);
     }
     json_decref(body);
-    message_delete(l, id, true);
+    message_delete(sl, id, true);
 }
 
 /* --- sessions (§4.1) --------------------------------------------------------------------- */
 
-static void session_start(struct listener *l);
+static void session_start(struct slot *sl);
 
 static void on_session_timer(uv_timer_t *t)
 {
     session_start(t->data);
 }
 
-static void session_retry(struct listener *l, const char *why)
+static void session_retry(struct slot *sl, const char *why)
 {
-    fprintf(stderr, "harrier run: cannot create a session (%s); retrying in 30 s\n", why);
-    uv_timer_start(&l->poll_timer, on_session_timer, scaled(30000), 0);
+    slot_say(sl, "cannot create a session (%s); retrying in 30 s\n", why);
+    uv_timer_start(&sl->poll_timer, on_session_timer, scaled(30000), 0);
 }
 
-static void session_fail(struct listener *l, int code, const char *message)
+static void session_fail(struct slot *sl, int code, const char *message)
 {
-    fprintf(stderr, "harrier run: %s\n", message);
-    listener_stop(l, code);
+    slot_say(sl, "%s\n", message);
+    slot_stop(sl, code);
 }
 
 /* Takes the session and its key from a 200 answer; false when it is unusable. */
-static bool session_take(struct listener *l, struct http_response *resp, struct error *err)
+static bool session_take(struct slot *sl, struct http_response *resp, struct error *err)
 {
     json_t *s = json_load_text(resp->body.data, resp->body.len, "session", err);
     const char *sid = json_get_string(s, "sessionId");
@@ -1218,19 +1248,19 @@ static bool session_take(struct listener *l, struct http_response *resp, struct 
     int rc = 0;
     if (!sid)
         rc = error_set(err, EPROTO, "the service answered the session without a sessionId");
-    free(l->session_id);
-    free(l->session_key);
-    l->session_id = sid ? xstrdup(sid) : NULL;
-    l->session_key = NULL;
-    l->session_key_len = 0;
+    free(sl->session_id);
+    free(sl->session_key);
+    sl->session_id = sid ? xstrdup(sid) : NULL;
+    sl->session_key = NULL;
+    sl->session_key_len = 0;
     if (rc == 0 && value && *value) {
         size_t n = 0;
         cleanup_free uint8_t *raw = codec_base64_decode(value, &n);
         if (raw && encrypted)
-            rc =
-                runner_key_decrypt(l->key, raw, n, fips, &l->session_key, &l->session_key_len, err);
+            rc = runner_key_decrypt(sl->key, raw, n, fips, &sl->session_key, &sl->session_key_len,
+                                    err);
         else if (raw)
-            l->session_key = xmemdup(raw, n), l->session_key_len = n;
+            sl->session_key = xmemdup(raw, n), sl->session_key_len = n;
     }
     json_decref(s);
     return rc == 0;
@@ -1238,58 +1268,61 @@ static bool session_take(struct listener *l, struct http_response *resp, struct 
 
 static void on_session(struct http_response *resp, const struct error *err, void *user)
 {
-    struct listener *l = user;
-    l->session_call = NULL;
-    if (l->stopping) {
+    struct slot *sl = user;
+    sl->session_call = NULL;
+    if (sl->stopping) {
         if (!err && resp->status == 200) {
             struct error e = {0};
-            session_take(l, resp, &e);
+            session_take(sl, resp, &e);
         }
-        listener_stop(l, l->exit_code);
+        slot_stop(sl, sl->exit_code);
         return;
     }
     if (err && err->code == VSS_ERROR_REGISTRATION_DELETED) {
-        session_fail(l, RUNNER_EXIT_TERMINATED,
+        session_fail(sl, RUNNER_EXIT_TERMINATED,
                      "Failed to create a session. The runner registration has been deleted from "
                      "the server, please re-configure.");
         return;
     }
     if (err) {
-        session_retry(l, err->message);
+        session_retry(sl, err->message);
         return;
     }
     if (resp->status == 200) {
         struct error e = {0};
-        if (!session_take(l, resp, &e)) {
-            session_fail(l, RUNNER_EXIT_TERMINATED, e.message);
+        if (!session_take(sl, resp, &e)) {
+            session_fail(sl, RUNNER_EXIT_TERMINATED, e.message);
             return;
         }
-        if (!l->connected_once)
-            printf("√ Connected to GitHub\n\n%s: Listening for Jobs\n",
-                   l->settings.agent_name ? l->settings.agent_name : "runner");
+        if (!sl->connected_once && !sl->p->connected_once)
+            printf("√ Connected to GitHub\n\n");
+        if (!sl->connected_once)
+            printf("%s: Listening for Jobs\n",
+                   sl->settings.agent_name ? sl->settings.agent_name : "runner");
+        sl->p->connected_once = true;
         fflush(stdout);
-        l->connected_once = true;
-        l->conflict_waited = 0;
-        poll_start(l);
+        sl->connected_once = true;
+        sl->conflict_waited = 0;
+        poll_start(sl);
         return;
     }
     cleanup_free char *key = vss_error_type_key(resp);
     if (key && strcmp(key, "TaskAgentSessionConflictException") == 0) {
-        if (l->conflict_waited >= 240000) {
-            session_fail(l, RUNNER_EXIT_SESSION_CONFLICT,
+        if (sl->conflict_waited >= 240000) {
+            session_fail(sl, RUNNER_EXIT_SESSION_CONFLICT,
                          "a session for this runner already exists (another 'harrier run' with "
                          "these credentials?); gave up after 4 minutes");
             return;
         }
-        if (l->conflict_waited == 0)
-            fprintf(stderr, "harrier run: a session for this runner already exists; retrying "
-                            "every 30 s for up to 4 minutes\n");
-        l->conflict_waited += 30000;
-        uv_timer_start(&l->poll_timer, on_session_timer, scaled(30000), 0);
+        if (sl->conflict_waited == 0)
+            slot_say(sl, "a session for this runner already exists; retrying "
+                         "every 30 s for up to 4 minutes\n");
+        sl->conflict_waited += 30000;
+        uv_timer_start(&sl->poll_timer, on_session_timer, scaled(30000), 0);
         return;
     }
     if (key && strcmp(key, "TaskAgentNotFoundException") == 0) {
-        session_fail(l, RUNNER_EXIT_TERMINATED,
+        session_fail(sl, RUNNER_EXIT_TERMINATED,
                      "The runner no longer exists on the server. Please reconfigure the runner.");
         return;
     }
@@ -1299,25 +1332,25 @@ static void on_session(struct http_response *resp, const struct error *err, void
         char text[160];
         snprintf(text, sizeof text, "the service refused the session (%ld %s)", resp->status,
                  key ? key : "");
-        session_fail(l, RUNNER_EXIT_TERMINATED, text);
+        session_fail(sl, RUNNER_EXIT_TERMINATED, text);
         return;
     }
     char why[96];
     snprintf(why, sizeof why, "%ld %s", resp->status, key ? key : "");
-    session_retry(l, why);
+    session_retry(sl, why);
 }
 
 /* §4.1: POST sessions; conflicts are retried every 30 s for 4 minutes (then exit 5). */
-static void session_start(struct listener *l)
+static void session_start(struct slot *sl)
 {
-    if (l->stopping)
+    if (sl->stopping)
         return;
     char pool[32];
-    const char *route[] = {"poolId", route_pool(l, pool, sizeof pool), NULL};
+    const char *route[] = {"poolId", route_pool(sl, pool, sizeof pool), NULL};
     struct error err = {0};
-    cleanup_free char *url = vss_conn_url(l->conn, VSS_LOC_SESSIONS, route, NULL, &err);
+    cleanup_free char *url = vss_conn_url(sl->conn, VSS_LOC_SESSIONS, route, NULL, &err);
     if (!url) {
-        session_fail(l, RUNNER_EXIT_TERMINATED, err.message);
+        session_fail(sl, RUNNER_EXIT_TERMINATED, err.message);
         return;
     }
     char host[256] = "harrier";
@@ -1325,73 +1358,85 @@ static void session_start(struct listener *l)
     cleanup_free char *owner = xasprintf("%s (PID: %d)", host, (int)getpid());
     json_t *body =
         json_pack("{s:s, s:s, s:{s:I, s:s, s:s, s:s, s:n, s:i, s:n}, s:b}", "sessionId", EMPTY_GUID,
-                  "ownerName", owner, "agent", "id", (json_int_t)l->settings.agent_id, "name",
-                  l->settings.agent_name ? l->settings.agent_name : "", "version",
+                  "ownerName", owner, "agent", "id", (json_int_t)sl->settings.agent_id, "name",
+                  sl->settings.agent_name ? sl->settings.agent_name : "", "version",
                   RUNNER_SERVICE_VERSION, "osDescription", "Linux (harrier)", "ephemeral", "status",
                   0, "provisioningState", "useFipsEncryption", 0);
     struct vss_call_options o = {
-        .method = "POST", .url = url, .json = body, .on_done = on_session, .user = l};
-    l->session_call = vss_call_start(l->conn, &o, &err);
+        .method = "POST", .url = url, .json = body, .on_done = on_session, .user = sl};
+    sl->session_call = vss_call_start(sl->conn, &o, &err);
     json_decref(body);
-    if (!l->session_call)
-        session_retry(l, err.message);
+    if (!sl->session_call)
+        session_retry(sl, err.message);
 }
 
 static void on_session_deleted(struct http_response *resp, const struct error *err, void *user)
 {
     (void)resp;
     (void)err;
-    struct listener *l = user;
-    free(l->session_id);
-    l->session_id = NULL;
-    listener_stop(l, l->exit_code);
+    struct slot *sl = user;
+    free(sl->session_id);
+    sl->session_id = NULL;
+    slot_stop(sl, sl->exit_code);
 }
 
-static void close_listener(struct listener *l)
+static void listener_close(struct listener *p)
 {
-    if (l->closed)
+    if (p->closed)
         return;
-    l->closed = true;
-    uv_close((uv_handle_t *)&l->poll_timer, NULL);
-    uv_close((uv_handle_t *)&l->sigint, NULL);
-    uv_close((uv_handle_t *)&l->sigterm, NULL);
-    sandbox_job_free(l->procs);
-    l->procs = NULL;
+    p->closed = true;
+    uv_close((uv_handle_t *)&p->sigint, NULL);
+    uv_close((uv_handle_t *)&p->sigterm, NULL);
+    sandbox_job_free(p->procs);
+    p->procs = NULL;
+}
+
+/* The process ends when its last slot has closed. */
+static void slot_close(struct slot *sl)
+{
+    if (sl->closed)
+        return;
+    sl->closed = true;
+    uv_close((uv_handle_t *)&sl->poll_timer, NULL);
+    for (int i = 0; i < sl->p->slot_count; i++)
+        if (!sl->p->slots[i].closed)
+            return;
+    listener_close(sl->p);
 }
 
 /* Stops taking jobs; once the running job is done, deletes the session and closes. */
-static void listener_stop(struct listener *l, int code)
+static void slot_stop(struct slot *sl, int code)
 {
-    if (!l->stopping || l->exit_code == 0)
-        l->exit_code = code;
-    l->stopping = true;
-    if (l->poll || l->session_call) {
-        if (l->poll)
-            vss_call_cancel(l->poll);
-        if (l->session_call)
-            vss_call_cancel(l->session_call);
+    if (!sl->stopping || sl->exit_code == 0)
+        sl->exit_code = code;
+    sl->stopping = true;
+    if (sl->poll || sl->session_call) {
+        if (sl->poll)
+            vss_call_cancel(sl->poll);
+        if (sl->session_call)
+            vss_call_cancel(sl->session_call);
         return;
     }
-    uv_timer_stop(&l->poll_timer);
-    if (l->job || l->deleting)
+    uv_timer_stop(&sl->poll_timer);
+    if (sl->job || sl->deleting)
         return;
-    if (l->session_id && code != -1) {
+    if (sl->session_id && code != -1) {
         char pool[32];
-        const char *route[] = {"poolId", route_pool(l, pool, sizeof pool), "sessionId",
-                               l->session_id, NULL};
+        const char *route[] = {"poolId", route_pool(sl, pool, sizeof pool), "sessionId",
+                               sl->session_id, NULL};
         struct error err = {0};
-        cleanup_free char *url = vss_conn_url(l->conn, VSS_LOC_SESSIONS, route, NULL, &err);
+        cleanup_free char *url = vss_conn_url(sl->conn, VSS_LOC_SESSIONS, route, NULL, &err);
         struct vss_call_options o = {.method = "DELETE",
                                      .url = url,
                                      .timeout_ms = 30000,
                                      .on_done = on_session_deleted,
-                                     .user = l};
-        if (url && vss_call_start(l->conn, &o, &err))
+                                     .user = sl};
+        if (url && vss_call_start(sl->conn, &o, &err))
             return;
-        free(l->session_id);
-        l->session_id = NULL;
+        free(sl->session_id);
+        sl->session_id = NULL;
     }
-    close_listener(l);
+    slot_close(sl);
 }
 
 /* --- the long-poll (§4.2) --------------------------------------------------------------- */
@@ -1401,167 +1446,190 @@ static void on_poll_timer(uv_timer_t *t)
     poll_start(t->data);
 }
 
-static void poll_retry_later(struct listener *l, const char *why)
+static void poll_retry_later(struct slot *sl, const char *why)
 {
-    l->poll_errors++;
-    if (l->poll_errors == 1)
-        fprintf(stderr, "harrier run: Runner connect error: %s. Retrying until reconnected.\n",
-                why);
-    double wait = l->poll_errors <= 5 ? random_between(15000, 30000) : random_between(30000, 60000);
-    uv_timer_start(&l->poll_timer, on_poll_timer, scaled(wait), 0);
+    sl->poll_errors++;
+    if (sl->poll_errors == 1)
+        slot_say(sl, "Runner connect error: %s. Retrying until reconnected.\n", why);
+    double wait =
+        sl->poll_errors <= 5 ? random_between(15000, 30000) : random_between(30000, 60000);
+    uv_timer_start(&sl->poll_timer, on_poll_timer, scaled(wait), 0);
 }
 
 static void on_poll(struct http_response *resp, const struct error *err, void *user)
 {
-    struct listener *l = user;
-    l->poll = NULL;
-    if (l->stopping) {
-        listener_stop(l, l->exit_code);
+    struct slot *sl = user;
+    sl->poll = NULL;
+    if (sl->stopping) {
+        slot_stop(sl, sl->exit_code);
         return;
     }
     if (err && err->code == -ECANCELED) {
-        poll_start(l); /* the status changed: poll again with the new one */
+        poll_start(sl); /* the status changed: poll again with the new one */
         return;
     }
     if (err && err->code == VSS_ERROR_REGISTRATION_DELETED) {
-        fprintf(stderr, "harrier run: %s\n", err->message);
-        listener_stop(l, RUNNER_EXIT_TERMINATED);
+        slot_say(sl, "%s\n", err->message);
+        slot_stop(sl, RUNNER_EXIT_TERMINATED);
         return;
     }
     if (err) {
-        poll_retry_later(l, err->message);
+        poll_retry_later(sl, err->message);
         return;
     }
     if (resp->status == 204 || (resp->status == 200 && resp->body.len == 0)) {
-        if (l->poll_errors)
-            fprintf(stderr, "harrier run: Runner reconnected.\n");
-        l->poll_errors = 0;
-        uint64_t took = uv_now(&l->loop) - l->poll_started;
+        if (sl->poll_errors)
+            slot_say(sl, "Runner reconnected.\n");
+        sl->poll_errors = 0;
+        uint64_t took = uv_now(&sl->p->loop) - sl->poll_started;
         /* Polls that come back at once, many times over: slow down (§4.2). */
-        if (took < 1000 && ++l->empty_polls > 50)
-            uv_timer_start(&l->poll_timer, on_poll_timer, scaled(random_between(15000, 30000)), 0);
+        if (took < 1000 && ++sl->empty_polls > 50)
+            uv_timer_start(&sl->poll_timer, on_poll_timer, scaled(random_between(15000, 30000)), 0);
         else
-            poll_start(l);
+            poll_start(sl);
         if (took >= 1000)
-            l->empty_polls = 0;
+            sl->empty_polls = 0;
         return;
     }
     if (resp->status == 200) {
-        if (l->poll_errors)
-            fprintf(stderr, "harrier run: Runner reconnected.\n");
-        l->poll_errors = 0;
-        l->empty_polls = 0;
+        if (sl->poll_errors)
+            slot_say(sl, "Runner reconnected.\n");
+        sl->poll_errors = 0;
+        sl->empty_polls = 0;
         json_t *m = json_load_text(resp->body.data, resp->body.len, "message", NULL);
         if (!m) {
-            poll_retry_later(l, "the service sent a message that is not JSON");
+            poll_retry_later(sl, "the service sent a message that is not JSON");
             return;
         }
-        on_message(l, m);
+        on_message(sl, m);
         json_decref(m);
         return;
     }
     cleanup_free char *key = vss_error_type_key(resp);
     if (key && strcmp(key, "TaskAgentSessionExpiredException") == 0) {
-        free(l->session_id);
-        l->session_id = NULL;
-        session_start(l);
+        free(sl->session_id);
+        sl->session_id = NULL;
+        session_start(sl);
         return;
     }
     if (key && (strcmp(key, "TaskAgentNotFoundException") == 0 ||
                 strcmp(key, "RunnerNotFoundException") == 0)) {
-        fprintf(stderr, "harrier run: the runner was deleted on the server; its local "
-                        "configuration is removed\n");
+        slot_say(sl, "the runner was deleted on the server; its local "
+                     "configuration is removed\n");
         struct error e = {0};
-        config_store_remove(l->o->dir, &e);
-        free(l->session_id);
-        l->session_id = NULL;
-        listener_stop(l, RUNNER_EXIT_OK);
+        config_store_remove(sl->dir, &e);
+        free(sl->session_id);
+        sl->session_id = NULL;
+        slot_stop(sl, RUNNER_EXIT_OK);
         return;
     }
     if (key && strcmp(key, "AccessDeniedException") == 0) {
         bool too_old = vss_error_code(resp) == 1;
         const char *env = getenv("ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE");
-        fprintf(stderr, "harrier run: the service refused the runner%s\n",
-                too_old ? ": its version is too old" : "");
-        listener_stop(l, too_old && env && strcmp(env, "1") == 0 ? RUNNER_EXIT_VERSION_DEPRECATED
-                                                                 : RUNNER_EXIT_TERMINATED);
+        slot_say(sl, "the service refused the runner%s\n",
+                 too_old ? ": its version is too old" : "");
+        slot_stop(sl, too_old && env && strcmp(env, "1") == 0 ? RUNNER_EXIT_VERSION_DEPRECATED
+                                                              : RUNNER_EXIT_TERMINATED);
         return;
     }
     if (resp->status == 401) {
-        fprintf(stderr, "harrier run: the service refused the runner's credentials (401)\n");
-        listener_stop(l, RUNNER_EXIT_TERMINATED);
+        slot_say(sl, "the service refused the runner's credentials (401)\n");
+        slot_stop(sl, RUNNER_EXIT_TERMINATED);
         return;
     }
     char why[64];
     snprintf(why, sizeof why, "%ld%s%s", resp->status, key ? " " : "", key ? key : "");
-    poll_retry_later(l, why);
+    poll_retry_later(sl, why);
 }
 
-static void poll_start(struct listener *l)
+static void poll_start(struct slot *sl)
 {
-    if (l->stopping || l->poll)
+    if (sl->stopping || sl->poll)
         return;
-    if (l->deleting) {
-        l->poll_after_delete = true; /* never poll past an undeleted message (§4.5) */
+    if (sl->deleting) {
+        sl->poll_after_delete = true; /* never poll past an undeleted message (§4.5) */
         return;
     }
-    uv_timer_stop(&l->poll_timer);
+    uv_timer_stop(&sl->poll_timer);
     char pool[32];
-    const char *route[] = {"poolId", route_pool(l, pool, sizeof pool), NULL};
-    bool busy = l->job != NULL;
+    const char *route[] = {"poolId", route_pool(sl, pool, sizeof pool), NULL};
+    bool busy = sl->job != NULL;
     struct buf q = BUF_INIT;
-    buf_printf(&q, "sessionId=%s", l->session_id);
-    if (l->last_message_id)
-        buf_printf(&q, "&lastMessageId=%lld", (long long)l->last_message_id);
+    buf_printf(&q, "sessionId=%s", sl->session_id);
+    if (sl->last_message_id)
+        buf_printf(&q, "&lastMessageId=%lld", (long long)sl->last_message_id);
     buf_printf(&q, "&status=%s&runnerVersion=%s&os=Linux&architecture=X64&disableUpdate=%s",
                busy ? "Busy" : "Online", RUNNER_SERVICE_VERSION,
-               l->settings.disable_update ? "true" : "false");
+               sl->settings.disable_update ? "true" : "false");
     struct error err = {0};
-    cleanup_free char *url = vss_conn_url(l->conn, VSS_LOC_MESSAGES, route, buf_cstr(&q), &err);
+    cleanup_free char *url = vss_conn_url(sl->conn, VSS_LOC_MESSAGES, route, buf_cstr(&q), &err);
     buf_free(&q);
-    struct vss_call_options o = {.url = url, .timeout_ms = 60000, .on_done = on_poll, .user = l};
-    l->poll_started = uv_now(&l->loop);
-    l->poll_busy_status = busy;
-    l->poll = url ? vss_call_start(l->conn, &o, &err) : NULL;
-    if (!l->poll)
-        poll_retry_later(l, err.message);
+    struct vss_call_options o = {.url = url, .timeout_ms = 60000, .on_done = on_poll, .user = sl};
+    sl->poll_started = uv_now(&sl->p->loop);
+    sl->poll_busy_status = busy;
+    sl->poll = url ? vss_call_start(sl->conn, &o, &err) : NULL;
+    if (!sl->poll)
+        poll_retry_later(sl, err.message);
 }
 
 /* --- signals ---------------------------------------------------------------------------- */
 
+/* As the official runner: the first signal stops taking jobs and cancels the running ones
+ * (with --finish-jobs, lets them finish); a second one cancels them, a third ends them. */
 static void on_signal(uv_signal_t *sig, int signum)
 {
     (void)signum;
-    struct listener *l = sig->data;
-    l->signals++;
-    if (l->signals == 1) {
-        fprintf(stderr, "harrier run: stopping%s\n", l->job ? "; cancelling the running job" : "");
-        if (l->job)
-            job_cancel(l->job, 60000);
-        listener_stop(l, RUNNER_EXIT_OK);
-    } else if (l->job && l->job->proc) {
-        sandbox_step_cancel(l->job->proc);
+    struct listener *p = sig->data;
+    p->signals++;
+    bool cancel = p->signals == 2 || (p->signals == 1 && !p->o->finish_jobs);
+    int running = 0;
+    for (int i = 0; i < p->slot_count; i++)
+        running += p->slots[i].job != NULL;
+    if (p->signals == 1)
+        fprintf(stderr, "harrier run: stopping%s\n",
+                !running       ? ""
+                : cancel       ? "; cancelling the running job"
+                : running == 1 ? "; the running job finishes first (a second Ctrl-C cancels it)"
+                               : "; the running jobs finish first (a second Ctrl-C cancels them)");
+    for (int i = 0; i < p->slot_count; i++) {
+        struct slot *sl = &p->slots[i];
+        if (cancel && sl->job && !sl->job->cancelled)
+            job_cancel(sl->job, 60000);
+        else if (p->signals > 2 && sl->job && sl->job->proc)
+            sandbox_step_cancel(sl->job->proc);
+        slot_stop(sl, RUNNER_EXIT_OK);
     }
 }
 
 /* --- start ------------------------------------------------------------------------------ */
 
-static int listener_open(struct listener *l, struct error *err)
+static int slot_open(struct slot *sl, struct error *err)
 {
-    if (config_store_load(l->o->dir, &l->settings, &l->credentials, &l->key, err) < 0)
+    if (config_store_load(sl->dir, &sl->settings, &sl->credentials, &sl->key, err) < 0)
         return RUNNER_EXIT_TERMINATED;
-    if (l->settings.use_v2_flow)
-        fprintf(stderr, "harrier run: this runner is registered for the broker flow, which "
-                        "harrier does not speak yet; trying the classic message queue\n");
-    if (!l->settings.server_url)
-        return error_set(err, EINVAL, ".runner has no serverUrl"), RUNNER_EXIT_TERMINATED;
-    l->http = http_client_new(&l->loop);
-    l->conn = vss_conn_new(&l->loop, l->http, l->settings.server_url);
-    vss_conn_set_oauth(l->conn, l->key, l->credentials.client_id,
-                       l->credentials.oauth_endpoint_url ? l->credentials.oauth_endpoint_url
-                                                         : l->credentials.authorization_url,
-                       l->credentials.require_fips);
-    if (vss_conn_connect_sync(l->conn, err) < 0) {
+    if (sl->settings.use_v2_flow)
+        slot_say(sl, "this runner is registered for the broker flow, which "
+                     "harrier does not speak yet; trying the classic message queue\n");
+    if (!sl->settings.server_url)
+        return error_set(err, EINVAL, "%s/.runner has no serverUrl", sl->dir),
+               RUNNER_EXIT_TERMINATED;
+    const char *work_folder = sl->settings.work_folder ? sl->settings.work_folder : "_work";
+    cleanup_free char *root = realpath(sl->p->o->dir, NULL);
+    cleanup_free char *base = work_folder[0] == '/'
+                                  ? xstrdup(work_folder)
+                                  : path_join(root ? root : sl->p->o->dir, work_folder);
+    /* Slot 1 keeps the official layout; the others work beside it; all share the actions. */
+    char name[32];
+    snprintf(name, sizeof name, "_slot%d", sl->index);
+    sl->work = sl->index == 1 ? xstrdup(base) : path_join(base, name);
+    if (!sl->p->actions_cache)
+        sl->p->actions_cache = path_join(base, "_actions");
+    sl->conn = vss_conn_new(&sl->p->loop, sl->p->http, sl->settings.server_url);
+    vss_conn_set_oauth(sl->conn, sl->key, sl->credentials.client_id,
+                       sl->credentials.oauth_endpoint_url ? sl->credentials.oauth_endpoint_url
+                                                          : sl->credentials.authorization_url,
+                       sl->credentials.require_fips);
+    if (vss_conn_connect_sync(sl->conn, err) < 0) {
         error_prefix(err, "cannot reach the runner service (network down?)");
         return RUNNER_EXIT_RETRYABLE;
     }
@@ -1599,6 +1667,18 @@ static void load_runner_environment(const char *dir)
     }
 }
 
+static void slot_free(struct slot *sl)
+{
+    vss_conn_free(sl->conn);
+    runner_key_free(sl->key);
+    runner_settings_free(&sl->settings);
+    runner_credentials_free(&sl->credentials);
+    free(sl->session_id);
+    free(sl->session_key);
+    free(sl->dir);
+    free(sl->work);
+}
+
 int listener_run(const struct listener_options *options)
 {
     const char *scale = getenv("HARRIER_TEST_TIMER_SCALE");
@@ -1606,43 +1686,57 @@ int listener_run(const struct listener_options *options)
         timer_scale = atof(scale);
     srandom((unsigned)time(NULL) ^ (unsigned)getpid());
     load_runner_environment(options->dir);
-    struct listener l = {.o = options};
-    uv_loop_init(&l.loop);
+    struct listener p = {.o = options};
+    uv_loop_init(&p.loop);
     char self[4096];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
     self[n > 0 ? n : 0] = 0;
-    l.self_exe = self;
-    uv_timer_init(&l.loop, &l.poll_timer);
-    l.poll_timer.data = &l;
-    uv_signal_init(&l.loop, &l.sigint);
-    uv_signal_init(&l.loop, &l.sigterm);
-    l.sigint.data = l.sigterm.data = &l;
-    uv_signal_start(&l.sigint, on_signal, SIGINT);
-    uv_signal_start(&l.sigterm, on_signal, SIGTERM);
+    p.self_exe = self;
+    uv_signal_init(&p.loop, &p.sigint);
+    uv_signal_init(&p.loop, &p.sigterm);
+    p.sigint.data = p.sigterm.data = &p;
+    uv_signal_start(&p.sigint, on_signal, SIGINT);
+    uv_signal_start(&p.sigterm, on_signal, SIGTERM);
+    p.http = http_client_new(&p.loop);
+    p.slot_count = options->slots > 0 ? options->slots : 1;
+    p.slots = xcalloc((size_t)p.slot_count, sizeof *p.slots);
+    for (int i = 0; i < p.slot_count; i++) {
+        struct slot *sl = &p.slots[i];
+        sl->p = &p;
+        sl->index = i + 1;
+        sl->dir = config_store_slot_dir(options->dir, i + 1);
+        uv_timer_init(&p.loop, &sl->poll_timer);
+        sl->poll_timer.data = sl;
+    }
     struct error err = {0};
     struct sandbox_job_options so = {.level = SANDBOX_NONE};
-    int code = sandbox_job_new(&l.loop, &so, &l.procs, &err) < 0 ? RUNNER_EXIT_TERMINATED : 0;
-    if (code == 0)
-        code = listener_open(&l, &err);
+    int code = sandbox_job_new(&p.loop, &so, &p.procs, &err) < 0 ? RUNNER_EXIT_TERMINATED : 0;
+    for (int i = 0; code == 0 && i < p.slot_count; i++)
+        code = slot_open(&p.slots[i], &err);
     if (code != 0) {
         char text[ERROR_MESSAGE_MAX + ERROR_WHERE_MAX + 32];
         if (err.message[0])
             fprintf(stderr, "harrier run: %s\n", error_format(&err, text, sizeof text));
-        l.exit_code = code;
-        close_listener(&l);
+        for (int i = 0; i < p.slot_count; i++) {
+            p.slots[i].exit_code = code;
+            slot_close(&p.slots[i]);
+        }
     } else {
-        session_start(&l);
+        for (int i = 0; i < p.slot_count; i++)
+            session_start(&p.slots[i]);
     }
-    uv_run(&l.loop, UV_RUN_DEFAULT);
-    if (l.http)
-        http_client_free(l.http);
-    uv_run(&l.loop, UV_RUN_DEFAULT);
-    uv_loop_close(&l.loop);
-    vss_conn_free(l.conn);
-    runner_key_free(l.key);
-    runner_settings_free(&l.settings);
-    runner_credentials_free(&l.credentials);
-    free(l.session_id);
-    free(l.session_key);
-    return l.exit_code;
+    uv_run(&p.loop, UV_RUN_DEFAULT);
+    http_client_free(p.http);
+    uv_run(&p.loop, UV_RUN_DEFAULT);
+    uv_loop_close(&p.loop);
+    /* The first slot that failed gives the exit code (§2.1); all stopping cleanly is 0. */
+    int exit_code = 0;
+    for (int i = 0; i < p.slot_count; i++) {
+        if (!exit_code)
+            exit_code = p.slots[i].exit_code;
+        slot_free(&p.slots[i]);
+    }
+    free(p.slots);
+    free(p.actions_cache);
+    return exit_code;
 }

@@ -5,6 +5,7 @@ import base64
 import json
 import os
 import stat
+import time
 import sys
 
 import pytest
@@ -138,3 +139,120 @@ def test_config_and_remove_with_a_pat(hub, harrier, tmp_path):
     assert not os.path.exists(tmp_path / ".runner")
     p = harrier("config", "--url", hub.url + "/octo-org/octo-repo", "--pat", "ghp_wrong", cwd=tmp_path)
     assert p.returncode == 1 and "personal access token was refused" in p.stderr
+
+
+# --- prompts: values given neither as flags nor as ACTIONS_RUNNER_INPUT_* are asked for, as the
+# official config.sh asks them (CommandSettings/PromptManager), in its order.
+
+def agent_named(admin, name):
+    agents = admin.agents()
+    agents = agents.get("value", agents) if isinstance(agents, dict) else agents
+    return next((a for a in agents if a["name"] == name), None)
+
+
+def test_config_asks_for_missing_values_on_stdin(hub, harrier, tmp_path):
+    admin = fh.FakeHubClient(hub.url)
+    token = admin.registration_token()
+    # URL, token, runner group (Enter: the default), name, labels, work folder
+    answers = f"{hub.url}/octo-org/octo-repo\n{token}\n\nasked-name\nfrom-prompt\nwork-here\n"
+    p = harrier("config", cwd=tmp_path, input=answers)
+    assert p.returncode == 0, p.stderr
+    for question in ("What is the URL of your repository?", "What is your runner register token?",
+                     "Enter the name of the runner group to add this runner to: [press Enter for",
+                     "Enter the name of runner: [press Enter for",
+                     "Enter any additional labels (ex. label-1,label-2): [press Enter to skip]",
+                     "Enter name of work folder: [press Enter for _work]"):
+        assert question in p.stdout, (question, p.stdout)
+    assert token not in p.stdout
+    agent = agent_named(admin, "asked-name")
+    assert agent is not None
+    assert ("from-prompt", "user") in {(l["name"], l["type"]) for l in agent["labels"]}
+    assert read_json(tmp_path / ".runner")["workFolder"] == "work-here"
+
+
+def test_config_prompt_takes_defaults_at_end_of_input(hub, harrier, tmp_path):
+    """Flags given, stdin empty: every question with a default takes it, as the official runner
+    does when its console read returns nothing."""
+    admin = fh.FakeHubClient(hub.url)
+    p = harrier("config", "--url", hub.url + "/octo-org/octo-repo", "--token", admin.registration_token(),
+                cwd=tmp_path, input="")
+    assert p.returncode == 0, p.stderr
+    runner = read_json(tmp_path / ".runner")
+    assert runner["agentName"] == os.uname().nodename and runner["workFolder"] == "_work"
+
+
+def test_config_prompt_rejects_a_bad_url_and_asks_again(hub, harrier, tmp_path):
+    admin = fh.FakeHubClient(hub.url)
+    answers = f"not-a-url\n{hub.url}/octo-org/octo-repo\n"
+    p = harrier("config", "--token", admin.registration_token(), "--name", "again", cwd=tmp_path,
+                input=answers)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.count("What is the URL of your repository?") == 2
+    assert "Entered value is invalid" in p.stdout
+
+
+def test_config_unattended_never_asks(hub, harrier, tmp_path):
+    p = harrier("config", "--token", "X", "--unattended", cwd=tmp_path, input="http://x/o/r\n")
+    assert p.returncode == 1
+    assert "Invalid configuration provided for url" in p.stderr and "--url" in p.stderr
+    assert "What is the URL" not in p.stdout
+    assert not (tmp_path / ".runner").exists()
+
+
+def test_config_asks_to_replace_a_taken_name(hub, harrier, tmp_path):
+    admin = fh.FakeHubClient(hub.url)
+    url = hub.url + "/octo-org/octo-repo"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    assert harrier("config", "--url", url, "--token", admin.registration_token(), "--name", "taken",
+                   "--unattended", cwd=tmp_path / "a").returncode == 0
+    first = agent_named(admin, "taken")["id"]
+    p = harrier("config", "--url", url, "--token", admin.registration_token(), "--name", "taken",
+                "--labels", "", "--work", "_work", cwd=tmp_path / "b", input="\nY\n")
+    assert p.returncode == 0, p.stderr
+    assert "Would you like to replace the existing runner? (Y/N) [press Enter for N]" in p.stdout
+    assert read_json(tmp_path / "b" / ".runner")["agentId"] == first      # the same runner, replaced
+
+
+def test_config_token_is_not_echoed_on_a_terminal(hub, harrier_bin, tmp_path):
+    """On a terminal the registration token is read with echo off (it is a secret)."""
+    import pty
+    import select
+    import subprocess
+    admin = fh.FakeHubClient(hub.url)
+    token = admin.registration_token()
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([harrier_bin, "config", "--url", hub.url + "/octo-org/octo-repo", "--name", "tty",
+                             "--labels", "", "--work", "_work"],
+                            cwd=tmp_path, stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    seen = b""
+
+    def read_until(text, timeout=30):
+        nonlocal seen
+        end = time.time() + timeout
+        while text not in seen and time.time() < end:
+            r, _, _ = select.select([master], [], [], 0.2)
+            if r:
+                try:
+                    seen += os.read(master, 4096)
+                except OSError:
+                    break
+        assert text in seen, seen
+
+    read_until(b"What is your runner register token?")
+    os.write(master, token.encode() + b"\n")
+    read_until(b"runner group")
+    os.write(master, b"\n")
+    assert proc.wait(timeout=60) == 0
+    try:
+        while True:
+            r, _, _ = select.select([master], [], [], 0.2)
+            if not r:
+                break
+            seen += os.read(master, 4096)
+    except OSError:
+        pass
+    os.close(master)
+    assert token.encode() not in seen, seen
+    assert agent_named(admin, "tty") is not None
