@@ -9,6 +9,9 @@
 - idle listener memory from /proc/PID/smaps_rollup: private (anonymous and changed file pages)
   beside the same figure for an idle `sleep` (a C program with the same libc), with RSS and
   PSS reported. Target: private <= 3 MB.
+- memory per slot: the same private figure for one idle `harrier run` serving 8 registrations
+  (config --slots 8), against the single-slot listener of the same run: (8-slot - 1-slot) / 7.
+  Target: <= 0.5 MB per further slot.
 """
 import json
 import os
@@ -100,6 +103,23 @@ def main():
             baselines.append(worker_baseline(full, tmp))
         proc.terminate()
         proc.wait(timeout=30)
+
+        sdir = os.path.join(tmp, "slots")
+        os.mkdir(sdir)
+        p = subprocess.run([BIN, "config", "--url", hub.url + "/o/r", "--token", admin.registration_token(),
+                            "--name", "multi", "--slots", "8", "--unattended"], cwd=sdir, capture_output=True,
+                           text=True)
+        if p.returncode != 0:
+            print("bench runner: config --slots 8 failed: " + p.stderr.strip())
+            return 1
+        multi = subprocess.Popen([BIN, "run", "--sandbox", "none"], cwd=sdir, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+        for k in range(1, 9):
+            admin.wait_polling("multi" if k == 1 else f"multi-{k}", timeout=30)
+        time.sleep(0.5)
+        eight = smaps(multi.pid)
+        multi.terminate()
+        multi.wait(timeout=30)
         hub.stop()
     pickup = statistics.median(pickups)
     worker = statistics.median(baselines)
@@ -111,6 +131,10 @@ def main():
           f"clean library pages mapped by no other process; RSS {idle.get('Rss', 0) / 1024:.1f} MB, "
           f"PSS {idle.get('Pss', 0) / 1024:.1f} MB) vs idle sleep private {private_kb(base) / 1024:.2f} MB "
           f"(target private <= 3 MB) {'ok' if priv <= 3 else 'MISSED'}")
+    per_slot = (private_kb(eight) - private_kb(idle)) / 7 / 1024
+    print(f"bench runner memory per slot: 8 slots private {private_kb(eight) / 1024:.2f} MB vs 1 slot "
+          f"{priv:.2f} MB: {per_slot:+.3f} MB per further slot (RSS {eight.get('Rss', 0) / 1024:.1f} MB) "
+          f"(target <= 0.5 MB) {'ok' if per_slot <= 0.5 else 'MISSED'}")
     return 0
 
 
