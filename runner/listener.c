@@ -63,8 +63,9 @@ struct record {
     int order; /* 0 for the job record */
     const char *state, *result;
     char *start, *finish;
-    json_t *log;    /* the TaskLog once uploaded */
-    json_t *issues; /* array */
+    json_t *log;     /* the TaskLog once created */
+    bool log_failed; /* it could not be created: its pages are dropped */
+    json_t *issues;  /* array */
     int errors, warnings, notices;
     struct buf text; /* the log, timestamped lines */
     json_t *feed;    /* live lines not yet sent */
@@ -73,13 +74,21 @@ struct record {
     bool dirty;
 };
 
-enum op_kind { OP_RECORDS, OP_FEED, OP_LOG_CREATE, OP_LOG_APPEND, OP_SUMMARY, OP_COMPLETE };
+/* OP_LOG_PAGE appends one page of a record's log to its TaskLog, created first (OP_LOG_CREATE)
+ * when the record has none yet: one log per record, as §7.6 recommends. */
+enum op_kind { OP_RECORDS, OP_FEED, OP_LOG_CREATE, OP_LOG_PAGE, OP_SUMMARY, OP_COMPLETE };
+
+/* A log page is uploaded when it reaches 8 MiB, as the official runner rolls its log files
+ * over, or when its step ends: a long step's log reaches the service as it grows, and the
+ * listener never holds more than a page per record. */
+#define LOG_PAGE_BYTES (8u << 20)
 
 struct op {
     enum op_kind kind;
     int tries;
     size_t record;
-    char *text; /* summary markdown, or feed JSON */
+    char *text; /* summary markdown, feed JSON, or a log page */
+    size_t len; /* of a log page */
     struct op *next;
 };
 
@@ -100,6 +109,7 @@ struct job {
     time_t renew_deadline;
 
     uv_timer_t flush_timer, kill_timer, retry_timer;
+    int flush_ticks;
     bool op_waiting; /* a failed upload waits for its retry */
     char *work, *message_path;
     struct sandbox_step *proc;
@@ -216,6 +226,18 @@ static void job_op_push(struct job *j, enum op_kind kind, size_t record, char *t
     job_op_next(j);
 }
 
+static void job_op_push_page(struct job *j, size_t record, char *bytes, size_t len)
+{
+    struct op *op = xcalloc(1, sizeof *op);
+    op->kind = OP_LOG_PAGE;
+    op->record = record;
+    op->text = bytes;
+    op->len = len;
+    *j->ops_tail = op;
+    j->ops_tail = &op->next;
+    job_op_next(j);
+}
+
 static json_t *record_json(struct job *j, struct record *r)
 {
     json_t *o = json_pack(
@@ -276,6 +298,20 @@ static void job_op_next(struct job *j)
 {
     if (j->op_running || j->op_waiting || !j->ops || !j->connected)
         return;
+    while (j->ops && j->ops->kind == OP_LOG_PAGE && j->records[j->ops->record].log_failed) {
+        struct op *drop = j->ops;
+        j->ops = drop->next;
+        if (!j->ops)
+            j->ops_tail = &j->ops;
+        free(drop->text);
+        free(drop);
+    }
+    if (!j->ops)
+        return;
+    if (j->ops->kind == OP_LOG_PAGE && !j->records[j->ops->record].log) {
+        job_op_push(j, OP_LOG_CREATE, j->ops->record, NULL, true);
+        return;
+    }
     struct op *op = j->ops;
     j->ops = op->next;
     if (!j->ops)
@@ -317,14 +353,14 @@ static void job_op_next(struct job *j)
         o.method = "POST";
         break;
     }
-    case OP_LOG_APPEND: {
+    case OP_LOG_PAGE: {
         int64_t id = 0;
         json_get_int(r->log, "id", &id);
         snprintf(idbuf, sizeof idbuf, "%lld", (long long)id);
         url = job_route_url(j, VSS_LOC_LOGS, NULL, idbuf, NULL, NULL, NULL, &err);
         o.method = "POST";
-        o.body = r->text.data ? r->text.data : "";
-        o.body_len = r->text.len;
+        o.body = op->text ? op->text : "";
+        o.body_len = op->len;
         o.content_type = "application/octet-stream";
         break;
     }
@@ -417,11 +453,13 @@ static void on_op_done(struct http_response *resp, const struct error *err, void
                         : "");
     if (op->kind == OP_LOG_CREATE && ok) {
         json_t *log = json_load_text(resp->body.data, resp->body.len, NULL, NULL);
-        if (log) {
+        if (json_get(log, "id")) {
             json_decref(j->records[op->record].log);
             j->records[op->record].log = log;
             j->records[op->record].dirty = true;
-            job_op_push(j, OP_LOG_APPEND, op->record, NULL, true);
+        } else {
+            json_decref(log);
+            ok = false;
         }
     }
     if (!ok && op->kind == OP_RECORDS)
@@ -441,6 +479,8 @@ static void on_op_done(struct http_response *resp, const struct error *err, void
         uv_timer_start(&j->retry_timer, on_retry_timer, scaled(5000), 0);
         return;
     }
+    if (!ok && op->kind == OP_LOG_CREATE)
+        j->records[op->record].log_failed = true;
     bool complete = op->kind == OP_COMPLETE;
     free(op->text);
     free(op);
@@ -469,13 +509,27 @@ static size_t record_add(struct job *j, const char *id, const char *name, int or
     return j->record_count++;
 }
 
+/* The record's log so far goes out as a page (an empty one too: every step gets a log). */
+static void record_page(struct job *j, size_t index)
+{
+    struct record *r = &j->records[index];
+    size_t len = r->text.len;
+    char *bytes = buf_steal(&r->text);
+    job_op_push_page(j, index, bytes ? bytes : xstrdup(""), len);
+}
+
 static void record_line(struct job *j, size_t index, const char *line)
 {
     struct record *r = &j->records[index];
     cleanup_free char *now = now_iso();
     buf_printf(&r->text, "%s %s\n", now, line);
-    if (index != 0)
+    if (r->text.len >= LOG_PAGE_BYTES)
+        record_page(j, index);
+    if (index != 0) {
         buf_printf(&j->records[0].text, "%s %s\n", now, line);
+        if (j->records[0].text.len >= LOG_PAGE_BYTES)
+            record_page(j, 0);
+    }
     r->lines++;
     if (json_array_size(r->feed) < 1024) {
         size_t len = strlen(line);
@@ -513,15 +567,19 @@ static void flush_records(struct job *j)
         }
 }
 
+/* As the official runner's JobServerQueue: live lines go out every 250 ms for the job's first
+ * minute, then every 500 ms; timeline records every 500 ms. */
 static void on_flush(uv_timer_t *t)
 {
     struct job *j = t->data;
-    if (j->finishing || !j->connected)
+    j->flush_ticks++;
+    if (j->flush_ticks == 240)
+        uv_timer_set_repeat(t, 500);
+    if (j->finishing || !j->connected || j->op_running || j->ops)
         return;
-    if (!j->op_running && !j->ops) {
+    if (j->flush_ticks >= 240 || j->flush_ticks % 2 == 0)
         flush_records(j);
-        flush_feed(j);
-    }
+    flush_feed(j);
 }
 
 static const char *timeline_result(enum events_result r)
@@ -624,7 +682,7 @@ static void on_event(struct job *j, const struct events_event *ev)
         r->finish = now_iso();
         r->dirty = true;
         flush_feed(j);
-        job_op_push(j, OP_LOG_CREATE, index, NULL, false);
+        record_page(j, index);
         break;
     }
     case EVENTS_JOB_FINISHED:
@@ -772,8 +830,20 @@ static void job_finish(struct job *j)
     job->result = j->result;
     job->finish = now_iso();
     job->dirty = true;
+    /* At the job's end only each step's last 200 live lines still go out (§7.5). */
+    for (size_t i = 0; i < j->record_count; i++) {
+        struct record *r = &j->records[i];
+        while (json_array_size(r->feed) > 200) {
+            json_array_remove(r->feed, 0);
+            r->feed_start++;
+        }
+    }
     flush_feed(j);
-    job_op_push(j, OP_LOG_CREATE, 0, NULL, false);
+    /* Steps the worker left unfinished keep what they logged (§7.7), then the job's log. */
+    for (size_t i = 1; i < j->record_count; i++)
+        if (j->records[i].text.len)
+            record_page(j, i);
+    record_page(j, 0);
     job_op_push(j, OP_RECORDS, 0, NULL, false);
     job_op_push(j, OP_COMPLETE, 0, NULL, false);
 }
@@ -977,7 +1047,7 @@ static int job_new(struct slot *sl, json_t *message, int64_t message_id, struct 
     uv_timer_init(&sl->p->loop, &j->retry_timer);
     j->renew_timer.data = j->flush_timer.data = j->kill_timer.data = j->retry_timer.data = j;
     j->handles_open += 4;
-    uv_timer_start(&j->flush_timer, on_flush, 500, 500);
+    uv_timer_start(&j->flush_timer, on_flush, 250, 250);
     if (vss_conn_connect_start(j->conn, on_job_connected, j, err) < 0)
         log_error("cannot reach the job's service: %s", err->message);
     *out = j;

@@ -395,3 +395,31 @@ def test_env_and_path_files_reach_the_job(make_runner):
     assert r.admin.wait_job(q["requestId"], timeout=5)["result"] == "succeeded"
     logs = json.dumps(r.admin.job(q["requestId"], "logs"))
     assert "site=lab-7" in logs and "tool-from-dot-path" in logs
+
+
+def test_a_big_step_log_goes_up_in_8_mib_pages_to_one_log(make_runner):
+    """§7.6: the official runner rolls a log over at 8 MiB; harrier uploads each page as it fills
+    (so a long step's log reaches the service while it runs and the listener holds one page),
+    appended to the record's one log, nothing lost or reordered."""
+    r = make_runner()
+    proc = r.start("--once")
+    r.wait_polling()
+    msg = job_message("seq 1 300000; echo done-after-seq", secret=False)
+    step_id = msg["steps"][0]["id"]
+    q = r.admin.queue_job(msg)
+    rc, out, err = finish(proc, timeout=180)
+    assert rc == 0, err
+    job = r.admin.wait_job(q["requestId"], timeout=5)
+    assert job["result"] == "succeeded", job
+    logs = r.admin.job(q["requestId"], "logs")
+    step_log = logs["records"][step_id]
+    numbers = [line.split(" ", 1)[1] for line in step_log.splitlines()
+               if line.split(" ", 1)[-1].isdigit()]
+    assert numbers == [str(i) for i in range(1, 300001)]
+    assert step_log.rstrip().endswith("done-after-seq")
+    by_id = {lid: log for lid, log in logs["logs"].items() if log["path"].endswith(step_id)}
+    assert len(by_id) == 1 and list(by_id.values())[0]["text"] == step_log
+    (log,) = by_id.values()
+    assert log["appends"] >= 2                       # > 8 MiB: at least two pages, one log id
+    creates = [x for x in r.admin.requests(route="logs") if x["method"] == "POST" and x["path"].endswith("/logs")]
+    assert len(creates) == len(logs["logs"])         # one log created per record, never per page
