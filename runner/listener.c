@@ -110,6 +110,9 @@ struct job {
 
     uv_timer_t flush_timer, kill_timer, retry_timer;
     int flush_ticks;
+    size_t setup_record; /* "Set up job" */
+    int steps_started;
+    json_t *tail;    /* job lines after the first step, for "Complete job" */
     bool op_waiting; /* a failed upload waits for its retry */
     char *work, *message_path;
     struct sandbox_step *proc;
@@ -518,15 +521,18 @@ static void record_page(struct job *j, size_t index)
     job_op_push_page(j, index, bytes ? bytes : xstrdup(""), len);
 }
 
-static void record_line(struct job *j, size_t index, const char *line)
+/* A line of the record's log, timestamped when the worker wrote it (now when unknown). */
+static void record_line(struct job *j, size_t index, const char *line, const char *when)
 {
     struct record *r = &j->records[index];
-    cleanup_free char *now = now_iso();
-    buf_printf(&r->text, "%s %s\n", now, line);
+    cleanup_free char *now = when ? NULL : now_iso();
+    if (!when)
+        when = now;
+    buf_printf(&r->text, "%s %s\n", when, line);
     if (r->text.len >= LOG_PAGE_BYTES)
         record_page(j, index);
     if (index != 0) {
-        buf_printf(&j->records[0].text, "%s %s\n", now, line);
+        buf_printf(&j->records[0].text, "%s %s\n", when, line);
         if (j->records[0].text.len >= LOG_PAGE_BYTES)
             record_page(j, 0);
     }
@@ -620,12 +626,68 @@ static size_t step_index(struct job *j, int step)
     return j->step_record[step];
 }
 
+/* The job's own lines (worker step 0) as the official runner shows them: before the first step
+ * in "Set up job" (order 1, opened with the job); after it in "Complete job", which is added
+ * after the last step when the job ends. */
+static size_t job_lines_record(struct job *j)
+{
+    return j->steps_started ? 0 : j->setup_record;
+}
+
+static void setup_record_close(struct job *j, const char *result)
+{
+    struct record *r = &j->records[j->setup_record];
+    if (strcmp(r->state, "completed") == 0)
+        return;
+    r->state = "completed";
+    r->result = result;
+    free(r->finish);
+    r->finish = now_iso();
+    r->dirty = true;
+    record_page(j, j->setup_record);
+}
+
+/* Job lines after the first step wait here, [time, line] pairs, for "Complete job". */
+static void job_tail_line(struct job *j, const char *line, const char *when)
+{
+    if (!j->tail)
+        j->tail = json_array();
+    cleanup_free char *now = when ? NULL : now_iso();
+    json_array_append_new(j->tail, json_pack("[s, s]", when ? when : now, line));
+}
+
+static void complete_record_add(struct job *j)
+{
+    int order = 1;
+    for (size_t i = 0; i < j->record_count; i++)
+        if (j->records[i].order > order)
+            order = j->records[i].order;
+    size_t index = record_add(j, NULL, "Complete job", order + 1);
+    struct record *r = &j->records[index];
+    r->state = "completed";
+    r->result = "succeeded";
+    r->start = now_iso();
+    r->finish = now_iso();
+    json_t *pair;
+    size_t i;
+    json_array_foreach(j->tail, i, pair)
+    {
+        record_line(j, index, json_string_value(json_array_get(pair, 1)),
+                    json_string_value(json_array_get(pair, 0)));
+    }
+    record_page(j, index);
+}
+
 static void on_event(struct job *j, const struct events_event *ev)
 {
     switch (ev->kind) {
     case EVENTS_JOB_STARTED:
         break;
     case EVENTS_STEP_STARTED: {
+        /* Set-up ends with the first step; an error in it (an action that cannot be had) is
+         * its failure, and the worker then skips every step. */
+        if (!j->steps_started++)
+            setup_record_close(j, j->records[j->setup_record].errors ? "failed" : "succeeded");
         const char *id = ev->stage == EVENTS_STAGE_MAIN ? message_step_id(j, ev->id) : NULL;
         for (size_t i = 1; id && i < j->record_count; i++)
             if (strcmp(j->records[i].id, id) == 0)
@@ -648,10 +710,15 @@ static void on_event(struct job *j, const struct events_event *ev)
         break;
     }
     case EVENTS_LOG:
-        record_line(j, step_index(j, ev->step), ev->line ? ev->line : "");
+        if (ev->step <= 0 && j->steps_started)
+            job_tail_line(j, ev->line ? ev->line : "", ev->time);
+        else
+            record_line(j, ev->step <= 0 ? job_lines_record(j) : step_index(j, ev->step),
+                        ev->line ? ev->line : "", ev->time);
         break;
     case EVENTS_ANNOTATION: {
-        struct record *r = &j->records[step_index(j, ev->step)];
+        struct record *r =
+            &j->records[ev->step <= 0 ? job_lines_record(j) : step_index(j, ev->step)];
         const char *level = ev->annotation.level == ANNOTATION_ERROR     ? "error"
                             : ev->annotation.level == ANNOTATION_WARNING ? "warning"
                                                                          : "notice";
@@ -686,6 +753,11 @@ static void on_event(struct job *j, const struct events_event *ev)
         break;
     }
     case EVENTS_JOB_FINISHED:
+        /* A job that ends in set-up (an action that cannot be downloaded, say) fails there. */
+        setup_record_close(j, j->records[j->setup_record].errors ? "failed"
+                              : j->steps_started || ev->result == EVENTS_SUCCESS
+                                  ? "succeeded"
+                                  : timeline_result(ev->result));
         j->reported = true;
         j->result = timeline_result(ev->result);
         json_decref(j->outputs);
@@ -818,6 +890,8 @@ static void job_finish(struct job *j)
     uv_timer_stop(&j->kill_timer);
     if (!j->reported)
         j->result = j->cancelled ? "canceled" : "failed";
+    setup_record_close(j, j->steps_started ? "succeeded" : j->cancelled ? "canceled" : "failed");
+    complete_record_add(j);
     struct record *job = &j->records[0];
     for (size_t i = 1; i < j->record_count; i++)
         if (strcmp(j->records[i].state, "completed") != 0) {
@@ -1041,6 +1115,9 @@ static int job_new(struct slot *sl, json_t *message, int64_t message_id, struct 
     size_t job_record = record_add(j, job_id, display ? display : "job", 0);
     j->records[job_record].state = "inProgress";
     j->records[job_record].start = now_iso();
+    j->setup_record = record_add(j, NULL, "Set up job", 1);
+    j->records[j->setup_record].state = "inProgress";
+    j->records[j->setup_record].start = now_iso();
     uv_timer_init(&sl->p->loop, &j->renew_timer);
     uv_timer_init(&sl->p->loop, &j->flush_timer);
     uv_timer_init(&sl->p->loop, &j->kill_timer);
@@ -1058,6 +1135,7 @@ static void job_free(struct job *j)
 {
     json_decref(j->message);
     json_decref(j->outputs);
+    json_decref(j->tail);
     free(j->job_id);
     free(j->plan_id);
     free(j->scope);

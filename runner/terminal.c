@@ -115,11 +115,18 @@ static void open_step_log(struct terminal *t, struct terminal_job *j)
     j->step.log = fopen(file, "w");
 }
 
-static void show_log_line(struct terminal *t, int job, const char *line)
+static void show_log_line(struct terminal *t, int job, int step, const char *line)
 {
     struct terminal_job *j = &t->jobs[job];
     if (j->step.log)
         fprintf(j->step.log, "%s\n", line);
+    /* The job's own bookkeeping lines, which GitHub shows in "Set up job" and "Complete job":
+     * here with -v only. Its other lines (downloads, errors) always. */
+    static const char *const bookkeeping[] = {"Current runner version: ", "Runner name: ",
+                                              "Machine name: ", "Cleaning up orphan processes"};
+    for (size_t i = 0; step <= 0 && !t->options.verbose && i < 4; i++)
+        if (str_starts_with(line, bookkeeping[i]))
+            return;
     /* The worker opens each step with a group showing the script: folded here. */
     if (str_starts_with(line, "##[group]") && !j->step.seen_line && j->step.number > 0) {
         j->step.in_header = true;
@@ -242,7 +249,7 @@ void terminal_job_event(struct terminal *t, int job, const struct events_event *
         break;
     case EVENTS_LOG:
         if (!t->options.json)
-            show_log_line(t, job, ev->line);
+            show_log_line(t, job, ev->step, ev->line);
         else if (j->step.log)
             fprintf(j->step.log, "%s\n", ev->line);
         break;

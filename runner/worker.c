@@ -7,6 +7,7 @@
 #include "lib/log.h"
 #include "lib/mem.h"
 #include "lib/path.h"
+#include "protocol/runner_service.h"
 #include "runner/action_steps.h"
 #include "runner/events.h"
 #include "runner/file_commands.h"
@@ -1197,6 +1198,9 @@ static json_t *evaluate_job_outputs(struct worker *w)
 
 static void finish_job(struct worker *w)
 {
+    /* The official runner's "Complete job" ends the job's processes; so does ending the job's
+     * sandbox below. */
+    worker_log_line(w, NULL, "Cleaning up orphan processes");
     json_t *outputs = evaluate_job_outputs(w);
     enum events_result result = w->cancel_requested          ? EVENTS_CANCELLED
                                 : w->status == JOB_SUCCEEDED ? EVENTS_SUCCESS
@@ -1247,6 +1251,22 @@ void worker_cancel_current(void)
 }
 
 /* --- entry ----------------------------------------------------------------------------- */
+
+/* The first lines of the official runner's "Set up job". */
+static void log_set_up_header(struct worker *w)
+{
+    char host[256] = "localhost";
+    gethostname(host, sizeof host - 1);
+    const char *lines[][2] = {
+        {"Current runner version: '%s'", RUNNER_SERVICE_VERSION " (harrier)"},
+        {"Runner name: '%s'", w->opt->runner_name ? w->opt->runner_name : "harrier"},
+        {"Machine name: '%s'", host},
+    };
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
+        cleanup_free char *line = xasprintf(lines[i][0], lines[i][1]);
+        worker_log_line(w, NULL, line);
+    }
+}
 
 /* Every uses: of the job's own steps found and downloaded before the first step, as the
  * official runner does; pre steps queued for the actions that have one. Local actions are
@@ -1375,6 +1395,7 @@ int worker_run(struct job_message *message, const struct worker_options *options
     w->advance.data = w;
     current_worker = w;
     events_job_started(w->events, message->job_id, message->job_display_name, NULL);
+    log_set_up_header(w);
     int rc = set_up(w, err);
     if (rc < 0) {
         worker_report_error(w, NULL, err);

@@ -70,7 +70,9 @@ def test_flags_from_env_must_be_booleans(harrier):
 
 
 def test_run_refuses_slots_it_cannot_serve(harrier, tmp_path):
-    # Several slots in one listener are not built yet: say so, never take fewer jobs quietly.
+    # No registration here: say so, never start listening for nothing.
     p = harrier("run", "--slots", "2", cwd=str(tmp_path))
     assert p.returncode == 1
-    assert "--slots above 1 is not available yet" in p.stderr
+    assert "not configured" in p.stderr and "harrier config" in p.stderr
+    p = harrier("run", "--slots", "0", cwd=str(tmp_path))
+    assert p.returncode == 1 and "--slots takes a number from 1 to 64" in p.stderr

@@ -222,8 +222,9 @@ def test_faults_are_survived_without_lost_or_duplicated_jobs(make_runner, fault)
         assert job["assignments"] == 1 or fault["action"] == "duplicate", job
         assert job["violations"] == [], job
     for q in (first, second):
-        starts = [x for x in r.admin.job(q["requestId"], "timeline")["records"] if x["type"] == "Task"]
-        assert len(starts) == 1
+        tasks = [x["name"] for x in r.admin.job(q["requestId"], "timeline")["records"] if x["type"] == "Task"]
+        assert sorted(tasks) == sorted(["Set up job", "Run echo one" if q is first else "Run echo two",
+                                        "Complete job"]), tasks
         completions = [e for e in r.admin.job(q["requestId"], "events") if "JobCompleted" in json.dumps(e)]
         assert len(completions) == 1, completions             # ran once
     proc.send_signal(signal.SIGTERM)
@@ -423,3 +424,47 @@ def test_a_big_step_log_goes_up_in_8_mib_pages_to_one_log(make_runner):
     assert log["appends"] >= 2                       # > 8 MiB: at least two pages, one log id
     creates = [x for x in r.admin.requests(route="logs") if x["method"] == "POST" and x["path"].endswith("/logs")]
     assert len(creates) == len(logs["logs"])         # one log created per record, never per page
+
+
+def test_set_up_job_and_complete_job_are_records_of_their_own(make_runner):
+    """As on GitHub: the job's own lines before its first step are the "Set up job" step (order
+    1), the ones after its last step "Complete job" (last); the steps sit between them."""
+    r = make_runner()
+    proc = r.start("--once")
+    r.wait_polling()
+    msg = job_message("echo first", "echo second", secret=False)
+    q = r.admin.queue_job(msg)
+    assert finish(proc)[0] == 0
+    job = r.admin.wait_job(q["requestId"], timeout=5)
+    assert job["result"] == "succeeded"
+    tasks = sorted((x for x in r.admin.job(q["requestId"], "timeline")["records"] if x["type"] == "Task"),
+                   key=lambda x: x["order"])
+    assert [t["name"] for t in tasks] == ["Set up job", "Run echo first", "Run echo second", "Complete job"]
+    assert [t["order"] for t in tasks] == [1, 2, 3, 4]
+    assert all(t["state"] == "completed" and t["result"] == "succeeded" for t in tasks), tasks
+    logs = r.admin.job(q["requestId"], "logs")["records"]
+    setup, complete = logs[tasks[0]["id"]], logs[tasks[-1]["id"]]
+    assert "Current runner version: '" in setup and "Runner name: 'r1'" in setup
+    assert "Cleaning up orphan processes" in complete and "echo first" not in complete
+    job_log = logs[job["jobId"]]
+    assert job_log.index("Current runner version") < job_log.index("Run echo first") < \
+        job_log.index("Cleaning up orphan processes")
+
+
+def test_a_job_that_fails_in_set_up_fails_its_set_up_job_step(make_runner):
+    """An action that cannot be had fails the job before its first step, in "Set up job"."""
+    r = make_runner()
+    proc = r.start("--once")
+    r.wait_polling()
+    step = {"type": "action", "id": fh.new_guid(), "name": "missing", "contextName": "missing",
+            "condition": "success()",
+            "reference": {"type": "repository", "name": "nobody/no-such-action", "ref": "v9",
+                          "repositoryType": "GitHub"}}
+    q = r.admin.queue_job(job_message(step, "echo never", secret=False))
+    assert finish(proc, timeout=120)[0] == 0
+    job = r.admin.wait_job(q["requestId"], timeout=5)
+    assert job["result"] == "failed"
+    tasks = {x["name"]: x for x in r.admin.job(q["requestId"], "timeline")["records"] if x["type"] == "Task"}
+    assert tasks["Set up job"]["result"] == "failed" and tasks["Set up job"]["errorCount"] >= 1, tasks
+    assert "nobody/no-such-action" in json.dumps(tasks["Set up job"]["issues"])
+    assert "Run echo never" not in tasks
