@@ -21,6 +21,8 @@ struct events_writer {
     events_sink *sink;
     void *context;
     int fd;
+    bool buffered;
+    struct buf pending;       /* whole lines not yet written (buffered) */
     int annotation_step;      /* the step annotation_counts are for */
     int annotation_counts[3]; /* by level */
 };
@@ -46,11 +48,10 @@ const char *events_result_name(enum events_result result)
 
 /* ---- writing ---- */
 
-static int fd_sink(void *context, const char *line, size_t len, struct error *err)
+static int write_all(int fd, const char *line, size_t len, struct error *err)
 {
-    const struct events_writer *writer = context;
     while (len > 0) {
-        ssize_t n = write(writer->fd, line, len);
+        ssize_t n = write(fd, line, len);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
@@ -59,6 +60,35 @@ static int fd_sink(void *context, const char *line, size_t len, struct error *er
         len -= (size_t)n;
     }
     return 0;
+}
+
+enum { EVENTS_BUFFER_MAX = 64 * 1024 };
+
+static int fd_sink(void *context, const char *line, size_t len, struct error *err)
+{
+    struct events_writer *writer = context;
+    if (!writer->buffered)
+        return write_all(writer->fd, line, len, err);
+    buf_append(&writer->pending, line, len);
+    return writer->pending.len >= EVENTS_BUFFER_MAX ? events_writer_flush(writer, err) : 0;
+}
+
+void events_writer_set_buffered(struct events_writer *writer, bool buffered)
+{
+    if (!buffered) {
+        struct error ignored = {0};
+        events_writer_flush(writer, &ignored);
+    }
+    writer->buffered = buffered;
+}
+
+int events_writer_flush(struct events_writer *writer, struct error *err)
+{
+    if (!writer->pending.len)
+        return 0;
+    int rc = write_all(writer->fd, writer->pending.data, writer->pending.len, err);
+    buf_reset(&writer->pending);
+    return rc;
 }
 
 struct events_writer *events_writer_new(struct masker *masker, events_sink *sink, void *context)
@@ -83,6 +113,9 @@ struct events_writer *events_writer_new_fd(struct masker *masker, int fd)
 
 void events_writer_free(struct events_writer *writer)
 {
+    struct error ignored = {0};
+    events_writer_flush(writer, &ignored);
+    buf_free(&writer->pending);
     free(writer);
 }
 

@@ -10,6 +10,7 @@
 #include "runner/step_commands.h"
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 enum events_kind {
@@ -49,7 +50,12 @@ struct events_writer;
 struct events_writer *events_writer_new(struct masker *masker, events_sink *sink, void *context);
 /* A writer whose sink writes whole lines to fd (blocking, retried on EINTR). */
 struct events_writer *events_writer_new_fd(struct masker *masker, int fd);
-void events_writer_free(struct events_writer *writer);
+void events_writer_free(struct events_writer *writer); /* flushes what is held first */
+/* An fd writer that holds whole lines until events_writer_flush() (or 64 KiB of them): a writer
+ * on an event loop flushes once per loop iteration, so a burst of events costs the reader one
+ * wake-up. Turning it off flushes. */
+void events_writer_set_buffered(struct events_writer *writer, bool buffered);
+int events_writer_flush(struct events_writer *writer, struct error *err);
 
 /* Steps are numbered from 1 in the order they run (pre, main, then post steps); step 0 is the
  * job itself (its set-up and tear-down lines). Each returns 0 or the sink's error. */

@@ -1208,6 +1208,8 @@ static void finish_job(struct worker *w)
     size_t n;
     cleanup_free struct events_output *list = output_list(outputs, &n);
     events_job_finished(w->events, result, list, n, NULL);
+    struct error ignored = {0};
+    events_writer_flush(w->events, &ignored);
     json_decref(outputs);
     if (w->sandbox) {
         sandbox_job_free(w->sandbox);
@@ -1218,6 +1220,7 @@ static void finish_job(struct worker *w)
     uv_close((uv_handle_t *)&w->sigterm, NULL);
     uv_close((uv_handle_t *)&w->cancel_async, NULL);
     uv_close((uv_handle_t *)&w->advance, NULL);
+    uv_close((uv_handle_t *)&w->flush, NULL);
 }
 
 /* --- cancellation ---------------------------------------------------------------------- */
@@ -1251,6 +1254,14 @@ void worker_cancel_current(void)
 }
 
 /* --- entry ----------------------------------------------------------------------------- */
+
+static void on_flush_events(uv_prepare_t *p)
+{
+    struct worker *w = p->data;
+    struct error err = {0};
+    if (events_writer_flush(w->events, &err) < 0)
+        log_debug("%s", err.message);
+}
 
 /* The first lines of the official runner's "Set up job". */
 static void log_set_up_header(struct worker *w)
@@ -1393,6 +1404,10 @@ int worker_run(struct job_message *message, const struct worker_options *options
     w->cancel_async.data = w;
     uv_timer_init(&w->loop, &w->advance);
     w->advance.data = w;
+    events_writer_set_buffered(w->events, true);
+    uv_prepare_init(&w->loop, &w->flush);
+    w->flush.data = w;
+    uv_prepare_start(&w->flush, on_flush_events);
     current_worker = w;
     events_job_started(w->events, message->job_id, message->job_display_name, NULL);
     log_set_up_header(w);

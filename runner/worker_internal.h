@@ -109,6 +109,7 @@ struct worker {
     struct running_step *current;
     uv_signal_t sigint, sigterm;
     uv_async_t cancel_async;
+    uv_prepare_t flush; /* the events held in a loop turn go out before the loop waits */
     uv_timer_t advance; /* moves to the next step from a fresh loop turn, never from a
                            callback of the step that just ended */
     struct resolved_action *resolved;

@@ -3,6 +3,7 @@
 #include "lib/buf.h"
 
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -280,4 +281,62 @@ Test(events, step_output_through_commands_to_events)
     decode_line(5, &e);
     cr_assert_str_eq(e.line, "##[group]G");
     events_event_free(&e);
+}
+
+/* Reads what is in the pipe now, without waiting. */
+static size_t pipe_read_now(int fd, char *out, size_t size)
+{
+    size_t n = 0;
+    for (;;) {
+        ssize_t r = read(fd, out + n, size - 1 - n);
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+    }
+    out[n] = 0;
+    return n;
+}
+
+Test(events, buffered_fd_writer_holds_lines_until_flushed_and_masks_them)
+{
+    int fds[2];
+    cr_assert_eq(pipe2(fds, O_NONBLOCK), 0);
+    struct events_writer *w = events_writer_new_fd(masker, fds[1]);
+    events_writer_set_buffered(w, true);
+    events_log(w, 1, "one s3cr3t-value", 16, &err);
+    events_log(w, 1, "two", 3, &err);
+    char text[4096];
+    cr_assert_eq(pipe_read_now(fds[0], text, sizeof text), 0, "nothing written before a flush");
+    cr_assert_eq(events_writer_flush(w, &err), 0);
+    cr_assert_gt(pipe_read_now(fds[0], text, sizeof text), 0);
+    cr_assert_not_null(strstr(text, "\"one ***\""), "%s", text);
+    cr_assert_not_null(strstr(text, "\"two\""), "%s", text);
+    cr_assert_null(strstr(text, "s3cr3t"), "the secret never reaches the stream");
+    /* freeing flushes what is still held: nothing is lost at the end */
+    events_log(w, 2, "last", 4, &err);
+    events_writer_free(w);
+    cr_assert_gt(pipe_read_now(fds[0], text, sizeof text), 0);
+    cr_assert_not_null(strstr(text, "\"last\""), "%s", text);
+    close(fds[0]);
+    close(fds[1]);
+}
+
+Test(events, buffered_fd_writer_writes_when_64_kib_are_held)
+{
+    int fds[2];
+    cr_assert_eq(pipe2(fds, O_NONBLOCK), 0);
+    int size = 1 << 20;
+    fcntl(fds[1], F_SETPIPE_SZ, size);
+    struct events_writer *w = events_writer_new_fd(masker, fds[1]);
+    events_writer_set_buffered(w, true);
+    char line[1000];
+    memset(line, 'x', sizeof line);
+    for (int i = 0; i < 80; i++)
+        events_log(w, 1, line, sizeof line, &err);
+    static char text[1 << 20];
+    cr_assert_geq(pipe_read_now(fds[0], text, sizeof text), 64 * 1024,
+                  "a big burst does not wait for the flush");
+    events_writer_free(w);
+    close(fds[0]);
+    close(fds[1]);
 }
