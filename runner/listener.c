@@ -159,6 +159,7 @@ struct slot {
     uint64_t poll_started;
     int empty_polls;
     uv_timer_t poll_timer;
+    int connect_failures;
 
     struct job *job;
     int jobs_taken;
@@ -1777,11 +1778,45 @@ static int slot_open(struct slot *sl, struct error *err)
                        sl->credentials.oauth_endpoint_url ? sl->credentials.oauth_endpoint_url
                                                           : sl->credentials.authorization_url,
                        sl->credentials.require_fips);
-    if (vss_conn_connect_sync(sl->conn, err) < 0) {
-        error_prefix(err, "cannot reach the runner service (network down?)");
-        return RUNNER_EXIT_RETRYABLE;
-    }
     return 0;
+}
+
+/* Discovery (connectionData, §1.3) on the loop; a service out of reach is waited for, as the
+ * official runner (with run.sh) does: "Retrying until reconnected". */
+static void slot_connect(struct slot *sl);
+
+static void on_connect_timer(uv_timer_t *t)
+{
+    slot_connect(t->data);
+}
+
+static void on_slot_connected(int rc, const struct error *err, void *user)
+{
+    struct slot *sl = user;
+    if (sl->stopping) {
+        slot_stop(sl, sl->exit_code);
+        return;
+    }
+    if (rc < 0) {
+        if (!sl->connect_failures++)
+            slot_say(sl,
+                     "cannot reach the runner service at %s (network down?): %s; retrying "
+                     "every 30 s\n",
+                     sl->settings.server_url, err ? err->message : "");
+        uv_timer_start(&sl->poll_timer, on_connect_timer, scaled(30000), 0);
+        return;
+    }
+    if (sl->connect_failures)
+        slot_say(sl, "Runner reconnected.\n");
+    sl->connect_failures = 0;
+    session_start(sl);
+}
+
+static void slot_connect(struct slot *sl)
+{
+    struct error err = {0};
+    if (vss_conn_connect_start(sl->conn, on_slot_connected, sl, &err) < 0)
+        on_slot_connected(-1, &err, sl);
 }
 
 /* The official runner's .env (KEY=VALUE lines) and .path (the PATH for jobs) beside the
@@ -1871,7 +1906,7 @@ int listener_run(const struct listener_options *options)
         }
     } else {
         for (int i = 0; i < p.slot_count; i++)
-            session_start(&p.slots[i]);
+            slot_connect(&p.slots[i]);
     }
     uv_run(&p.loop, UV_RUN_DEFAULT);
     http_client_free(p.http);
