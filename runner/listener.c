@@ -159,7 +159,7 @@ struct slot {
     uint64_t poll_started;
     int empty_polls;
     uv_timer_t poll_timer;
-    int connect_failures;
+    int connect_failures, session_failures;
 
     struct job *job;
     int jobs_taken;
@@ -1372,9 +1372,12 @@ static void on_session_timer(uv_timer_t *t)
     session_start(t->data);
 }
 
+/* As the official runner: said on the first failure only, then retried every 30 s until it
+ * works ("Retrying until reconnected"); a clock-skew refusal is one of these. */
 static void session_retry(struct slot *sl, const char *why)
 {
-    slot_say(sl, "cannot create a session (%s); retrying in 30 s\n", why);
+    if (!sl->session_failures++)
+        slot_say(sl, "cannot create a session (%s); retrying every 30 s until reconnected\n", why);
     uv_timer_start(&sl->poll_timer, on_session_timer, scaled(30000), 0);
 }
 
@@ -1443,6 +1446,9 @@ static void on_session(struct http_response *resp, const struct error *err, void
             session_fail(sl, RUNNER_EXIT_TERMINATED, e.message);
             return;
         }
+        if (sl->session_failures)
+            slot_say(sl, "Runner reconnected.\n");
+        sl->session_failures = 0;
         if (!sl->connected_once && !sl->p->connected_once)
             printf("√ Connected to GitHub\n\n");
         if (!sl->connected_once)
