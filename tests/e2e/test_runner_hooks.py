@@ -22,6 +22,7 @@ import fakehub as fh  # noqa: E402
 from fakehub_fixtures import fakehub_factory  # noqa: E402,F401
 
 SCALE = {"HARRIER_TEST_TIMER_SCALE": "0.01"}
+SANITIZER = re.compile(r"ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:")
 STARTED_LINE = "A job started hook has been configured by the self-hosted runner administrator"
 COMPLETED_LINE = "A job completed hook has been configured by the self-hosted runner administrator"
 
@@ -72,6 +73,7 @@ class Runner:
 
     def finish(self, timeout=60):
         out, err = self.proc.communicate(timeout=timeout)
+        assert not SANITIZER.search(err), err          # the worker's stderr is the listener's
         return self.proc.returncode, out, err
 
     def stop(self):
@@ -262,7 +264,7 @@ def test_exec_runs_the_hooks_too(harrier, tmp_path):
     p = harrier("exec", "--json", "--sandbox", "none", "--work", str(tmp_path / "work"), cwd=repo,
                 env={"ACTIONS_RUNNER_HOOK_JOB_STARTED": str(started),
                      "ACTIONS_RUNNER_HOOK_JOB_COMPLETED": str(completed)})
-    assert p.returncode == 0, p.stderr
+    assert p.returncode == 0 and not SANITIZER.search(p.stderr), p.stderr
     events = [json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")]
     names = [e["name"] for e in events if e.get("event") == "step_started"]
     assert names == ["Set up runner", "Run echo main", "Complete runner"]
