@@ -14,6 +14,7 @@
 #include "runner/masker.h"
 #include "runner/shell.h"
 #include "runner/step_commands.h"
+#include "runner/worker_hooks_internal.h"
 #include "runner/worker_internal.h"
 #include "workflow/template.h"
 
@@ -764,7 +765,7 @@ static void step_maybe_done(struct running_step *rs)
     uv_timer_start(&w->advance, on_advance, 0, 0);
 }
 
-static int create_file_command_files(struct running_step *rs, struct error *err)
+int worker_create_file_command_files(struct running_step *rs, struct error *err)
 {
     for (int i = 0; i < FC_COUNT; i++) {
         cleanup_free char *guid = codec_uuid4();
@@ -1066,7 +1067,7 @@ static enum step_start start_step(struct worker *w, const struct job_step *s,
                 json_get_string(rs->env, "ACTIONS_ALLOW_UNSECURE_COMMANDS")),
         };
         rs->commands = step_commands_new(w->masker, &sco);
-        rc = create_file_command_files(rs, &err);
+        rc = worker_create_file_command_files(rs, &err);
     }
     enum step_start started = STEP_FINISHED;
     if (rc == 0) {
@@ -1111,6 +1112,12 @@ static void start_next_step(struct worker *w)
         enum events_stage stage = EVENTS_STAGE_MAIN;
         const struct job_step *s;
         struct frame *f = w->frame;
+        enum step_start hook;
+        if (worker_hook_start(w, WORKER_HOOK_JOB_STARTED, &hook)) {
+            if (hook == STEP_RUNNING)
+                return;
+            continue;
+        }
         if (w->pre_steps) {
             item = w->pre_steps;
             w->pre_steps = item->next;
@@ -1126,6 +1133,10 @@ static void start_next_step(struct worker *w)
             w->post_steps = item->next;
             stage = EVENTS_STAGE_POST;
             s = item->step;
+        } else if (worker_hook_start(w, WORKER_HOOK_JOB_COMPLETED, &hook)) {
+            if (hook == STEP_RUNNING)
+                return;
+            continue;
         } else {
             break;
         }
@@ -1232,7 +1243,7 @@ static void cancel_job(struct worker *w)
     w->cancel_requested = true;
     w->status = JOB_CANCELLED;
     json_object_set_new(json_get(w->contexts, "job"), "status", json_string("cancelled"));
-    if (w->current && w->current->handle)
+    if (w->current && w->current->handle && !worker_hook_outlives_cancel(w->current))
         sandbox_step_cancel(w->current->handle);
 }
 
@@ -1383,7 +1394,10 @@ static int set_up(struct worker *w, struct error *err)
         .hide_paths = w->opt->hide_paths,
         .writable_paths = (const char *const[]){w->opt->work_root, NULL},
     };
-    return sandbox_job_new(&w->loop, &so, &w->sandbox, err);
+    if ((rc = sandbox_job_new(&w->loop, &so, &w->sandbox, err)) < 0)
+        return rc;
+    w->hooks = worker_hooks_new(); /* a job that could not be set up runs no hooks either */
+    return 0;
 }
 
 int worker_run(struct job_message *message, const struct worker_options *options, bool *succeeded,
@@ -1453,6 +1467,7 @@ int worker_run(struct job_message *message, const struct worker_options *options
         }
     free(w->actions_cache);
     free(w->node_version);
+    worker_hooks_free(w->hooks);
     free(w);
     return 0;
 }

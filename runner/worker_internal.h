@@ -1,6 +1,7 @@
 /* worker_internal: what runner/worker.c (the job path: set-up, steps in order, the job's end)
  * and runner/worker_actions.c (uses: steps: finding and downloading actions, JavaScript
- * actions, composite actions, the checkout copy) share. Only these two files include it. */
+ * actions, composite actions, the checkout copy) share, with runner/worker_hooks.c (the job
+ * hooks). Only these files include it. */
 #ifndef HARRIER_RUNNER_WORKER_INTERNAL_H
 #define HARRIER_RUNNER_WORKER_INTERNAL_H
 
@@ -118,6 +119,7 @@ struct worker {
     char *actions_cache;
     char *node_version; /* "v20.1.0", once asked */
     int probe_fd;
+    struct worker_hooks *hooks; /* runner/worker_hooks_internal.h; NULL: none configured */
 };
 
 enum step_start { STEP_FINISHED, STEP_RUNNING, STEP_ENTERED };
@@ -131,6 +133,8 @@ void worker_report_error(struct worker *w, const struct running_step *rs, const 
 /* Records the step in its steps context and the job status, and reports it. */
 void worker_finish_step(struct running_step *rs, enum events_result outcome);
 void worker_running_step_free(struct running_step *rs);
+/* The step's GITHUB_OUTPUT, GITHUB_ENV… files, empty, in the job's file-command folder. */
+int worker_create_file_command_files(struct running_step *rs, struct error *err);
 /* Starts argv in the job's sandbox, its output read into the step's log. */
 int worker_spawn_process(struct running_step *rs, const char *const *argv, const char *cwd,
                          struct error *err);
