@@ -522,13 +522,22 @@ static void record_page(struct job *j, size_t index)
     job_op_push_page(j, index, bytes ? bytes : xstrdup(""), len);
 }
 
+/* The official log line's time: seven decimals, as .NET's "o" format writes them (§7.6). */
+static char *log_time(const char *when)
+{
+    const char *dot = when ? strchr(when, '.') : NULL;
+    if (!dot)
+        return now_iso();
+    size_t digits = strspn(dot + 1, "0123456789");
+    return xasprintf("%.*s.%.*s%.*sZ", (int)(dot - when), when, (int)(digits > 7 ? 7 : digits),
+                     dot + 1, (int)(digits < 7 ? 7 - digits : 0), "0000000");
+}
+
 /* A line of the record's log, timestamped when the worker wrote it (now when unknown). */
-static void record_line(struct job *j, size_t index, const char *line, const char *when)
+static void record_line(struct job *j, size_t index, const char *line, const char *at)
 {
     struct record *r = &j->records[index];
-    cleanup_free char *now = when ? NULL : now_iso();
-    if (!when)
-        when = now;
+    cleanup_free char *when = log_time(at);
     buf_printf(&r->text, "%s %s\n", when, line);
     if (r->text.len >= LOG_PAGE_BYTES)
         record_page(j, index);
@@ -1223,13 +1232,14 @@ static void on_kill_timer(uv_timer_t *t)
         sandbox_step_cancel(j->proc);
 }
 
-/* §7.7: SIGINT to the worker (it cancels the step and runs always() steps); killed after
- * max(timeout, 60 s) - 15 s. */
-static void job_cancel(struct job *j, double timeout_ms)
+/* §7.7: SIGINT to the worker for the service's cancellation (it tests the running step's if:
+ * again and runs always() steps), SIGTERM when the runner shuts down (the running step is
+ * cancelled whatever it asks for); killed after max(timeout, 60 s) - 15 s. */
+static void job_cancel(struct job *j, double timeout_ms, bool shutdown)
 {
     j->cancelled = true;
     if (j->proc) {
-        kill(sandbox_step_pid(j->proc), SIGINT);
+        kill(sandbox_step_pid(j->proc), shutdown ? SIGTERM : SIGINT);
         double grace = (timeout_ms > 60000 ? timeout_ms : 60000) - 15000;
         uv_timer_start(&j->kill_timer, on_kill_timer, scaled(grace), 0);
     }
@@ -1348,7 +1358,7 @@ static void on_message(struct slot *sl, json_t *m)
         const char *job_id = json_get_string(body, "jobId");
         if (sl->job && job_id && str_eq_nocase(job_id, sl->job->job_id)) {
             log_info("the service cancelled job %s", job_id);
-            job_cancel(sl->job, 300000);
+            job_cancel(sl->job, 300000, false);
         }
     } else if (strcmp(type, "ForceTokenRefresh") == 0) {
         vss_conn_drop_token(sl->conn);
@@ -1749,7 +1759,7 @@ static void on_signal(uv_signal_t *sig, int signum)
     for (int i = 0; i < p->slot_count; i++) {
         struct slot *sl = &p->slots[i];
         if (cancel && sl->job && !sl->job->cancelled)
-            job_cancel(sl->job, 60000);
+            job_cancel(sl->job, 60000, true);
         else if (p->signals > 2 && sl->job && sl->job->proc)
             sandbox_step_cancel(sl->job->proc);
         slot_stop(sl, RUNNER_EXIT_OK);

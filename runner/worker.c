@@ -1165,8 +1165,10 @@ static void start_next_step(struct worker *w)
         }
         enum step_start r = start_step(w, s, stage, item);
         post_step_free(item);
-        if (r == STEP_RUNNING)
+        if (r == STEP_RUNNING) {
+            w->current->condition = condition;
             return;
+        }
     }
     finish_job(w);
 }
@@ -1236,26 +1238,40 @@ static void finish_job(struct worker *w)
 
 /* --- cancellation ---------------------------------------------------------------------- */
 
-static void cancel_job(struct worker *w)
+/* SIGINT: the job is cancelled (the service's cancel, a job timeout, Ctrl-C in local mode).
+ * As the official runner's StepsRunner, the running step's if: is tested again, and a step
+ * that asks for always() or cancelled() goes on; the others are cancelled. SIGTERM: the runner
+ * is shutting down, and the running step is cancelled whatever it asks for. */
+static void cancel_job(struct worker *w, bool shutdown)
 {
-    if (w->cancel_requested)
-        return;
+    bool first = !w->cancel_requested;
     w->cancel_requested = true;
-    w->status = JOB_CANCELLED;
-    json_object_set_new(json_get(w->contexts, "job"), "status", json_string("cancelled"));
-    if (w->current && w->current->handle && !worker_hook_outlives_cancel(w->current))
-        sandbox_step_cancel(w->current->handle);
+    w->shutting_down |= shutdown;
+    if (first) {
+        w->status = JOB_CANCELLED;
+        json_object_set_new(json_get(w->contexts, "job"), "status", json_string("cancelled"));
+    }
+    struct running_step *rs = w->current;
+    if (!rs || !rs->handle || worker_hook_outlives_cancel(rs))
+        return;
+    struct error err = {0};
+    if (!shutdown && first && rs->condition && condition_true(w, rs->condition, &err)) {
+        worker_log_line(w, rs,
+                        "##[debug]The job was cancelled; this step's condition still "
+                        "holds, so it goes on.");
+        return;
+    }
+    sandbox_step_cancel(rs->handle);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
 {
-    (void)signum;
-    cancel_job(s->data);
+    cancel_job(s->data, signum == SIGTERM);
 }
 
 static void on_cancel_async(uv_async_t *a)
 {
-    cancel_job(a->data);
+    cancel_job(a->data, false);
 }
 
 void worker_cancel_current(void)

@@ -81,6 +81,7 @@ struct running_step {
     struct sandbox_step_result result;
     bool timed_out, failed_by_command, continue_on_error;
     double timeout_minutes;
+    const char *condition; /* its if:, tested again when the job is cancelled; not owned */
     uint64_t started_ms;
     enum events_stage stage;
     struct frame *frame;
@@ -106,6 +107,7 @@ struct worker {
     char *defaults_shell, *defaults_working_directory;
     enum job_status status;
     bool cancel_requested;
+    bool shutting_down; /* the runner is stopping: nothing running goes on */
     size_t next_step;
     struct running_step *current;
     uv_signal_t sigint, sigterm;

@@ -468,3 +468,53 @@ def test_a_job_that_fails_in_set_up_fails_its_set_up_job_step(make_runner):
     assert tasks["Set up job"]["result"] == "failed" and tasks["Set up job"]["errorCount"] >= 1, tasks
     assert "nobody/no-such-action" in json.dumps(tasks["Set up job"]["issues"])
     assert "Run echo never" not in tasks
+
+
+def _wait_feed(r, q, text, timeout=20):
+    deadline = time.time() + timeout
+    while time.time() < deadline and text not in json.dumps(r.admin.job(q["requestId"], "feed")):
+        time.sleep(0.2)
+
+
+def test_a_running_always_step_outlives_the_services_cancel(make_runner):
+    """As the official StepsRunner: on the service's cancellation the running step's if: is tested
+    again; an always() step goes on to its end, the job is still canceled."""
+    r = make_runner()
+    proc = r.start("--once")
+    r.wait_polling()
+    slow_cleanup = fh.script_step("echo cleanup-begins; sleep 2; echo cleanup-ends", name="cleanup",
+                                  condition="always()")
+    msg = job_message(slow_cleanup, "echo not-reached", secret=False)
+    q = r.admin.queue_job(msg)
+    _wait_feed(r, q, "cleanup-begins")
+    r.admin.cancel_job(q["requestId"])
+    rc, _, err = finish(proc, timeout=40)
+    assert rc == 0, err
+    job = r.admin.wait_job(q["requestId"], timeout=5)
+    assert job["result"] == "canceled" and job["cancelSent"], job
+    records = {x["id"]: x for x in r.admin.job(q["requestId"], "timeline")["records"]}
+    logs = r.admin.job(q["requestId"], "logs")["records"]
+    assert "Z cleanup-ends\n" in logs[slow_cleanup["id"]]
+    assert records[slow_cleanup["id"]]["result"] == "succeeded"
+    assert records[msg["steps"][1]["id"]]["result"] == "skipped"
+
+
+def test_runner_shutdown_cancels_even_a_running_always_step(make_runner):
+    """On the runner's shutdown (SIGTERM to harrier run) nothing running goes on, as the official
+    runner skips re-testing conditions then."""
+    r = make_runner()
+    proc = r.start("--once")
+    r.wait_polling()
+    cleanup = fh.script_step("echo cleanup-begins; sleep 30; echo cleanup-ends", name="cleanup",
+                             condition="always()")
+    q = r.admin.queue_job(job_message(cleanup, secret=False))
+    _wait_feed(r, q, "cleanup-begins")
+    t0 = time.time()
+    proc.send_signal(signal.SIGTERM)
+    rc, _, err = finish(proc, timeout=40)
+    assert rc == 0, err
+    assert time.time() - t0 < 20
+    job = r.admin.wait_job(q["requestId"], timeout=5)
+    assert job["result"] == "canceled", job
+    assert "Z cleanup-ends\\n" not in json.dumps(r.admin.job(q["requestId"], "logs"))
+    assert "Z cleanup-begins\\n" in json.dumps(r.admin.job(q["requestId"], "logs"))
