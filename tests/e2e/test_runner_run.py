@@ -447,6 +447,9 @@ def test_set_up_job_and_complete_job_are_records_of_their_own(make_runner):
     assert "Current runner version: '" in setup and "Runner name: 'r1'" in setup
     assert "Cleaning up orphan processes" in complete and "echo first" not in complete
     job_log = logs[job["jobId"]]
+    import re
+    for line in job_log.splitlines():                 # §7.6: "<UTC time, 7 decimals>Z <text>"
+        assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{7}Z ", line), line
     assert job_log.index("Current runner version") < job_log.index("Run echo first") < \
         job_log.index("Cleaning up orphan processes")
 
