@@ -25,6 +25,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -699,6 +700,13 @@ class WorkflowDriver:
         return workflows[0]
 
     def _drive_workflow(self, run):
+        try:
+            self._drive_workflow_steps(run)
+        finally:
+            if not self.state_dir:       # job messages and the secret file: nothing to keep
+                shutil.rmtree(run.folder, ignore_errors=True)
+
+    def _drive_workflow_steps(self, run):
         while True:
             with self.lock:
                 needs = run.needs()

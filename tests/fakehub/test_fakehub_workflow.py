@@ -10,7 +10,6 @@ import time
 
 import pytest
 
-import fakehub as fh
 import spec_client as sc
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
