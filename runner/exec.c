@@ -370,6 +370,7 @@ static void job_done(struct exec_job *j, const char *result, const char *note)
         terminal_job_note(j->s->term, t, note);
         terminal_job_done(j->s->term, t, result, 0);
     }
+    terminal_workflow_job_done(j->s->term, j->id, result, j->outputs, note);
 }
 
 /* --- running a configuration in a worker --------------------------------------------------- */
@@ -466,6 +467,22 @@ static const char *result_name(enum events_result r)
 
 static void cancel_job_runs(struct exec_job *j);
 
+/* A configuration's outputs join the job's as GitHub joins them: the runner leaves empty
+ * values out of JobCompleted (§7.10), so across a matrix the last non-empty value of each
+ * output wins and one configuration's empty value never erases another's. */
+static void merge_outputs(struct exec_job *j, json_t *outputs)
+{
+    if (!j->outputs)
+        j->outputs = json_object();
+    const char *k;
+    json_t *v;
+    json_object_foreach(outputs, k, v)
+    {
+        if (json_is_string(v) && *json_string_value(v))
+            json_object_set(j->outputs, k, v);
+    }
+}
+
 static void run_maybe_done(struct exec_run *r)
 {
     if (!r->exited || r->pipe_open || r->pipe_closing)
@@ -482,11 +499,8 @@ static void run_maybe_done(struct exec_run *r)
         result = "failure";
     }
     terminal_job_done(s->term, r->term, result, now_ms() - r->started_ms);
-    if (r->outputs) {
-        if (!j->outputs)
-            j->outputs = json_object();
-        json_object_update(j->outputs, r->outputs);
-    }
+    if (r->outputs)
+        merge_outputs(j, r->outputs);
     /* A matrix job's result: failure wins, then cancelled, then success. */
     if (!j->result || strcmp(j->result, "success") == 0 || strcmp(result, "failure") == 0)
         j->result = strcmp(result, "failure") == 0     ? "failure"
@@ -542,17 +556,46 @@ static bool config_selected(const struct exec_options *o, const struct matrix_co
     return true;
 }
 
+/* The job message of one configuration (new reference, or NULL with err set), planned with
+ * what the job's needs left; *display gets its display name (caller frees). */
+static json_t *config_message(struct exec_job *j, size_t index, char **display, struct error *err)
+{
+    struct exec_state *s = j->s;
+    const struct matrix_configuration *config = &j->matrix.items[index];
+    struct plan_needs needs;
+    json_t *needs_ctx = needs_context(j, &needs);
+    *display = planner_job_display_name(j->owner->wf, j->job, &s->ctx, &needs, config);
+    cleanup_free char *token = job_token(s->run_id, j->id);
+    struct plan_message_options mo = {.display_name = *display, .token = token};
+    json_t *message = planner_job_message(j->owner->wf, j->job, &s->ctx, &needs, config, &mo, err);
+    json_decref(needs_ctx);
+    return message;
+}
+
+/* --messages-dir: <dir>/<job>-<configuration>.json, mode 0600 (it holds the secrets).
+ * Returns the path (caller frees), or NULL with err set. */
+static char *save_message_copy(struct exec_job *j, size_t index, const char *text,
+                               struct error *err)
+{
+    const char *dir = j->s->o->messages_dir;
+    char *copy = xasprintf("%s/%s-%zu.json", dir, j->id, index);
+    if (path_mkdir_all(dir, 0755, err) < 0 ||
+        path_write_file_atomic(copy, text, strlen(text), 0600, err) < 0) {
+        free(copy);
+        return NULL;
+    }
+    return copy;
+}
+
 static int write_message(struct exec_run *r, json_t *message, struct error *err)
 {
     if (path_mkdir_all(r->work, 0755, err) < 0)
         return err->code;
     r->message_path = path_join(r->work, "job-message.json");
     cleanup_free char *text = json_dumps(message, JSON_INDENT(2));
-    const char *dir = r->job->s->o->messages_dir;
-    if (dir) {
-        cleanup_free char *copy = xasprintf("%s/%s-%zu.json", dir, r->job->id, r->config);
-        if (path_mkdir_all(dir, 0755, err) < 0 ||
-            path_write_file_atomic(copy, text, strlen(text), 0600, err) < 0)
+    if (r->job->s->o->messages_dir) {
+        cleanup_free char *copy = save_message_copy(r->job, r->config, text, err);
+        if (!copy)
             return err->code;
     }
     return path_write_file_atomic(r->message_path, text, strlen(text), 0600, err);
@@ -614,11 +657,9 @@ static void start_run(struct exec_job *j)
 {
     struct exec_state *s = j->s;
     size_t index = j->configs[j->next_config++];
-    const struct matrix_configuration *config = &j->matrix.items[index];
-    struct plan_needs needs;
-    json_t *needs_ctx = needs_context(j, &needs);
-    cleanup_free char *display =
-        planner_job_display_name(j->owner->wf, j->job, &s->ctx, &needs, config);
+    struct error err = {0};
+    cleanup_free char *display = NULL;
+    json_t *message = config_message(j, index, &display, &err);
     struct exec_run *r = xcalloc(1, sizeof *r);
     r->next = s->runs;
     if (s->runs)
@@ -629,11 +670,6 @@ static void start_run(struct exec_job *j)
     r->term = terminal_job_add(s->term, display);
     r->started_ms = now_ms();
     r->work = xasprintf("%s/%s-%zu", s->run_dir, j->id, index);
-    cleanup_free char *token = job_token(s->run_id, j->id);
-    struct plan_message_options mo = {.display_name = display, .token = token};
-    struct error err = {0};
-    json_t *message = planner_job_message(j->owner->wf, j->job, &s->ctx, &needs, config, &mo, &err);
-    json_decref(needs_ctx);
     int rc = message ? write_message(r, message, &err) : err.code;
     json_decref(message);
     j->running++;
@@ -649,33 +685,47 @@ static void start_run(struct exec_job *j)
     }
 }
 
-/* Evaluates a ready job's if and matrix; returns false when it finished at once. */
-static bool prepare_job(struct exec_job *j)
+/* Evaluates a ready job's `if` and strategy, as GitHub does once its needs are done. Returns
+ * 0 with *skipped saying why it does not run, or NULL and j->configs holding the
+ * configurations to run; negative with err set when the job fails before it starts. */
+static int evaluate_job(struct exec_job *j, const char **skipped, struct error *err)
 {
     struct exec_state *s = j->s;
     struct plan_needs needs;
     json_t *needs_ctx = needs_context(j, &needs);
-    struct error err = {0};
     bool run = true;
-    int rc = planner_job_condition(j->owner->wf, j->job, &s->ctx, &needs, &run, &err);
+    *skipped = NULL;
+    int rc = planner_job_condition(j->owner->wf, j->job, &s->ctx, &needs, &run, err);
     if (rc == 0 && run)
-        rc = planner_job_matrix(j->owner->wf, j->job, &s->ctx, &needs, &j->matrix, &err);
+        rc = planner_job_matrix(j->owner->wf, j->job, &s->ctx, &needs, &j->matrix, err);
     json_decref(needs_ctx);
-    if (rc < 0) {
-        char text[ERROR_MESSAGE_MAX + ERROR_WHERE_MAX + 32];
-        job_done(j, "failure", error_format(&err, text, sizeof text));
-        return false;
-    }
+    if (rc < 0)
+        return rc;
     if (!run) {
-        job_done(j, "skipped", "Skipped: the job's `if` is false");
-        return false;
+        *skipped = "Skipped: the job's `if` is false";
+        return 0;
     }
     j->configs = xcalloc(j->matrix.count + 1, sizeof *j->configs);
     for (size_t i = 0; i < j->matrix.count; i++)
         if (config_selected(s->o, &j->matrix.items[i]))
             j->configs[j->config_count++] = i;
-    if (j->config_count == 0) {
-        job_done(j, "skipped", "Skipped: no matrix configuration is left to run");
+    if (j->config_count == 0)
+        *skipped = "Skipped: no matrix configuration is left to run";
+    return 0;
+}
+
+/* Evaluates a ready job; returns false when it finished at once. */
+static bool prepare_job(struct exec_job *j)
+{
+    struct error err = {0};
+    const char *skipped;
+    if (evaluate_job(j, &skipped, &err) < 0) {
+        char text[ERROR_MESSAGE_MAX + ERROR_WHERE_MAX + 32];
+        job_done(j, "failure", error_format(&err, text, sizeof text));
+        return false;
+    }
+    if (skipped) {
+        job_done(j, "skipped", skipped);
         return false;
     }
     j->state = JOB_RUNNING;
@@ -778,15 +828,210 @@ static void on_interrupt(uv_signal_t *sig, int signum)
     }
 }
 
+/* --- jobs done elsewhere (--needs) ----------------------------------------------------- */
+
+static const char *const job_results[] = {"success", "failure", "cancelled", "skipped", NULL};
+
+static const char *known_result(const char *text)
+{
+    for (const char *const *r = job_results; text && *r; r++)
+        if (strcmp(*r, text) == 0)
+            return *r;
+    return NULL;
+}
+
+/* Marks one job of every workflow that has it as done with result and outputs; returns how
+ * many workflows had it. */
+static int mark_done(struct exec_state *s, const char *id, const char *result, json_t *outputs)
+{
+    int found = 0;
+    for (size_t w = 0; w < s->workflow_count; w++) {
+        struct exec_job *j = find_job(&s->workflows[w], id);
+        if (!j)
+            continue;
+        found++;
+        j->state = JOB_DONE;
+        j->result = result;
+        json_decref(j->outputs);
+        j->outputs = json_object();
+        merge_outputs(j, outputs);
+    }
+    return found;
+}
+
+/* Whether outputs is absent or an object of strings, as job outputs always are. */
+static bool string_outputs(json_t *outputs)
+{
+    if (!outputs)
+        return true;
+    if (!json_is_object(outputs))
+        return false;
+    const char *key;
+    json_t *value;
+    json_object_foreach(outputs, key, value)
+    {
+        if (!json_is_string(value))
+            return false;
+    }
+    return true;
+}
+
+/* --needs FILE: jobs that finished elsewhere, {"<job id>": {"result": …, "outputs": {…}}}.
+ * They do not run here; the jobs that need them see these results and outputs, as the jobs
+ * of a re-run see the jobs it keeps. A planner that feeds harrier's jobs one at a time
+ * (`--dry-run --json`) gives here what the earlier ones ended with. */
+static int load_needs(struct exec_state *s)
+{
+    const char *path = s->o->needs_path;
+    if (!path)
+        return 0;
+    struct error err = {0};
+    json_t *done = json_load_path(path, &err);
+    if (!done) {
+        say_error("--needs", &err);
+        return -1;
+    }
+    int rc = json_is_object(done) ? 0 : -1;
+    if (rc < 0)
+        fprintf(stderr, "harrier exec: --needs %s: not a JSON object of jobs\n", path);
+    const char *id;
+    json_t *entry;
+    json_object_foreach(done, id, entry)
+    {
+        const char *result = known_result(json_get_string(entry, "result"));
+        json_t *outputs = json_get(entry, "outputs");
+        if (!result || !string_outputs(outputs)) {
+            fprintf(stderr,
+                    "harrier exec: --needs %s: job '%s' needs a result (success, failure, "
+                    "cancelled or skipped) and outputs as an object of strings\n",
+                    path, id);
+            rc = -1;
+        } else if (mark_done(s, id, result, outputs) == 0) {
+            fprintf(stderr, "harrier exec: --needs %s: no job '%s' in the workflows (see --list)\n",
+                    path, id);
+            rc = -1;
+        }
+        if (rc < 0)
+            break;
+    }
+    json_decref(done);
+    return rc;
+}
+
 /* --- dry run ----------------------------------------------------------------------------- */
 
-static void dry_run(struct exec_state *s)
+static void set_error(json_t *job, const struct error *err)
 {
+    char text[ERROR_MESSAGE_MAX + ERROR_WHERE_MAX + 32];
+    json_object_set_new(job, "state", json_string("failed"));
+    json_object_set_new(job, "error", json_string(error_format(err, text, sizeof text)));
+}
+
+/* One ready job's configurations, each with its display name, matrix and (--messages-dir)
+ * the file its job message went to. */
+static void plan_configurations(struct exec_job *j, json_t *job)
+{
+    json_t *list = json_array();
+    json_object_set_new(job, "state", json_string("ready"));
+    json_object_set_new(job, "fail_fast", json_boolean(j->matrix.fail_fast));
+    json_object_set_new(job, "max_parallel", json_integer(j->matrix.max_parallel));
+    json_object_set_new(job, "configurations", list);
+    for (size_t k = 0; k < j->config_count; k++) {
+        size_t index = j->configs[k];
+        struct error err = {0};
+        cleanup_free char *display = NULL;
+        json_t *message = config_message(j, index, &display, &err);
+        if (!message) {
+            set_error(job, &err);
+            return;
+        }
+        json_t *m = j->matrix.items[index].matrix;
+        json_t *entry = json_pack("{s:I, s:s, s:O}", "index", (json_int_t)index, "name", display,
+                                  "matrix", m ? m : json_null());
+        json_array_append_new(list, entry);
+        if (j->s->o->messages_dir) {
+            cleanup_free char *text = json_dumps(message, JSON_INDENT(2));
+            cleanup_free char *path = save_message_copy(j, index, text, &err);
+            if (!path) {
+                json_decref(message);
+                set_error(job, &err);
+                return;
+            }
+            json_object_set_new(entry, "message", json_string(path));
+        }
+        json_decref(message);
+    }
+}
+
+/* What GitHub would do with the job now: done (--needs), waiting for its needs, skipped,
+ * failed before it started, or ready with its configurations planned. */
+static json_t *plan_job(struct exec_job *j)
+{
+    json_t *needs = json_array();
+    for (size_t i = 0; i < j->job->needs_count; i++)
+        json_array_append_new(needs, json_string(need_id(j->job->needs[i])));
+    json_t *job =
+        json_pack("{s:s, s:s, s:o}", "id", j->id, "name", literal_name(j), "needs", needs);
+    struct error err = {0};
+    const char *skipped;
+    if (j->state == JOB_DONE) {
+        json_object_set_new(job, "state", json_string("done"));
+        json_object_set_new(job, "result", json_string(j->result));
+    } else if (!needs_done(j)) {
+        json_object_set_new(job, "state", json_string("waiting"));
+    } else if (evaluate_job(j, &skipped, &err) < 0) {
+        set_error(job, &err);
+    } else if (skipped) {
+        json_object_set_new(job, "state", json_string("skipped"));
+        json_object_set_new(job, "reason", json_string(skipped));
+    } else {
+        plan_configurations(j, job);
+    }
+    return job;
+}
+
+static void print_plan_text(json_t *job)
+{
+    const char *state = json_get_string(job, "state");
+    if (strcmp(state, "ready") != 0) {
+        const char *why = json_get_string(job, "reason");
+        why = why ? why : json_get_string(job, "error");
+        printf("  %s%s%s\n", state, why ? ": " : "", why ? why : "");
+        return;
+    }
+    size_t i;
+    json_t *c;
+    json_array_foreach(json_get(job, "configurations"), i, c)
+    {
+        const char *file = json_get_string(c, "message");
+        printf("  ready: %s%s%s\n", json_get_string(c, "name"), file ? " -> " : "",
+               file ? file : "");
+    }
+}
+
+/* Lists each job's steps; with --json, --messages-dir or --needs also plans the jobs whose
+ * needs are done (their `if`, matrix and job messages), as GitHub does when it queues them:
+ * a service that runs harrier's plan job by job calls this again with --needs as jobs end. */
+static int dry_run(struct exec_state *s)
+{
+    const struct exec_options *o = s->o;
+    if (load_needs(s) < 0)
+        return 2;
+    bool plan = o->json || o->messages_dir || o->needs_path;
+    json_t *workflows = json_array();
     for (size_t w = 0; w < s->workflow_count; w++) {
         struct exec_workflow *ew = &s->workflows[w];
+        json_t *jobs = json_array();
+        json_array_append_new(workflows, json_pack("{s:s, s:s, s:o}", "file", ew->wf->rel_path,
+                                                   "name", ew->wf->name, "jobs", jobs));
         for (size_t i = 0; i < ew->count; i++) {
             struct exec_job *j = &ew->jobs[i];
             if (!j->selected)
+                continue;
+            json_t *job = plan ? plan_job(j) : NULL;
+            if (job)
+                json_array_append_new(jobs, job);
+            if (o->json)
                 continue;
             printf("%s job %s (stage %d)\n", ew->wf->rel_path, j->id, job_stage(ew, j, 0));
             for (size_t k = 0; k < j->job->steps_count; k++) {
@@ -797,8 +1042,19 @@ static void dry_run(struct exec_state *s)
                                                                                 : st->id;
                 printf("  step %s: %.*s\n", st->id, (int)strcspn(text, "\n"), text);
             }
+            if (job)
+                print_plan_text(job);
         }
     }
+    if (o->json) {
+        json_t *out = json_pack("{s:o}", "workflows", workflows);
+        cleanup_free char *text = json_dumps(out, JSON_INDENT(2));
+        printf("%s\n", text);
+        json_decref(out);
+    } else {
+        json_decref(workflows);
+    }
+    return 0;
 }
 
 /* --- entry ------------------------------------------------------------------------------- */
@@ -935,12 +1191,12 @@ int exec_run(const struct exec_options *o)
     else if (o->graph)
         print_graph(&s);
     else if (o->dry_run)
-        dry_run(&s);
+        code = dry_run(&s);
     else if (s.workflow_count == 0)
         printf("No workflow runs for the '%s' event here (see --list, or name one with -W)\n",
                o->event_name);
     else
-        code = run_jobs(&s);
+        code = load_needs(&s) < 0 ? 2 : run_jobs(&s);
 done:
     json_decref(payload);
     free_state(&s);

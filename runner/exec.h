@@ -23,6 +23,7 @@ struct exec_options {
     bool list, graph, dry_run, json, color, verbose;
     const char *logs_dir;
     const char *messages_dir; /* also write each job message there (<job>-<n>.json) */
+    const char *needs_path;   /* jobs done elsewhere: {"<job>": {"result", "outputs"}} */
     const char *work_dir;     /* where jobs' workspaces go; NULL = ~/.cache/harrier/work */
     enum sandbox_level sandbox_level;
     bool sandbox_fallback;

@@ -6,6 +6,8 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
+#include <time.h>
 
 struct terminal_step {
     int number;
@@ -300,6 +302,35 @@ void terminal_job_done(struct terminal *t, int job, const char *result, uint64_t
     fprintf(t->out, "%sJob %s%s (%.1fs)\n", color(t, c), result, color(t, RESET),
             (double)duration_ms / 1000.0);
     fflush(t->out);
+}
+
+/* The time as the worker's events carry it: UTC, RFC 3339 with milliseconds. */
+static void now_text(char *out, size_t size)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    struct tm tm;
+    gmtime_r(&tv.tv_sec, &tm);
+    size_t n = strftime(out, size, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, size - n, ".%03dZ", (int)(tv.tv_usec / 1000));
+}
+
+void terminal_workflow_job_done(struct terminal *t, const char *job_id, const char *result,
+                                const json_t *outputs, const char *note)
+{
+    if (!t->options.json)
+        return;
+    char stamp[40];
+    now_text(stamp, sizeof stamp);
+    json_t *line = json_pack("{s:s, s:s, s:s, s:s, s:O}", "event", "workflow_job_finished", "time",
+                             stamp, "job_id", job_id, "result", result, "outputs", outputs);
+    if (note)
+        json_object_set_new(line, "note", json_string(note));
+    char *text = json_dumps(line, JSON_COMPACT);
+    fprintf(t->out, "%s\n", text);
+    fflush(t->out);
+    free(text);
+    json_decref(line);
 }
 
 void terminal_summary(struct terminal *t, bool cancelled)

@@ -8,6 +8,8 @@
 
 #include "runner/events.h"
 
+#include <jansson.h>
+
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -32,6 +34,13 @@ void terminal_job_note(struct terminal *t, int job, const char *text);
 /* The job's end as harrier saw it: result ("success", "failure", "cancelled", "skipped")
  * and how long it ran. */
 void terminal_job_done(struct terminal *t, int job, const char *result, uint64_t duration_ms);
+
+/* A workflow job (all its matrix configurations, or none when it did not run) ended, as
+ * the jobs that need it see it: result, outputs (object) and, when harrier decided it
+ * without running it, why. --json prints it as a "workflow_job_finished" line; the text
+ * view has already shown it. */
+void terminal_workflow_job_done(struct terminal *t, const char *job_id, const char *result,
+                                const json_t *outputs, const char *note);
 
 /* Prints the table of jobs, the annotations and the step summaries. cancelled: the run was
  * cancelled (Ctrl-C). */

@@ -413,3 +413,133 @@ def test_ctrl_c_cancels_runs_always_steps_and_leaves_nothing(repo, exec_in, harr
             break
         time.sleep(0.2)
     assert left.stdout.strip() == "", "processes left behind: " + left.stdout
+
+
+def test_matrix_outputs_join_without_empty_values(repo, exec_in):
+    """As GitHub: each configuration's empty outputs are left out, so one configuration's
+    empty value never erases another's (the runner's JobCompleted carries only non-empty ones)."""
+    repo.write("ci.yml", """
+        on: push
+        jobs:
+          build:
+            runs-on: self-hosted
+            strategy:
+              matrix:
+                arch: [amd64, arm64]
+            outputs:
+              amd64: ${{ matrix.arch == 'amd64' && 'built-amd64' || '' }}
+              arm64: ${{ matrix.arch == 'arm64' && 'built-arm64' || '' }}
+            steps:
+              - run: echo building
+          use:
+            needs: build
+            runs-on: self-hosted
+            steps:
+              - run: echo "got [${{ needs.build.outputs.amd64 }}] [${{ needs.build.outputs.arm64 }}] ${{ toJSON(needs.build.outputs) }}"
+    """)
+    p = exec_in("--json")
+    assert p.returncode == 0, p.stderr
+    lines = [e["line"] for e in events(p.stdout) if e["event"] == "log"]
+    assert "got [built-amd64] [built-arm64] {" in lines
+    done = {e["job_id"]: e for e in events(p.stdout) if e["event"] == "workflow_job_finished"}
+    assert done["build"]["outputs"] == {"amd64": "built-amd64", "arm64": "built-arm64"}
+
+
+NEEDS_WORKFLOW = """
+    on: push
+    jobs:
+      a:
+        runs-on: self-hosted
+        outputs: {list: "${{ steps.s.outputs.list }}", word: "${{ steps.s.outputs.word }}"}
+        steps:
+          - id: s
+            run: |
+              echo 'list=[7]' >> "$GITHUB_OUTPUT"
+              echo "word=local" >> "$GITHUB_OUTPUT"
+      b:
+        needs: a
+        runs-on: self-hosted
+        strategy:
+          matrix:
+            n: ${{ fromJSON(needs.a.outputs.list) }}
+        steps:
+          - run: echo "n=${{ matrix.n }} word=${{ needs.a.outputs.word }}"
+      c:
+        needs: a
+        if: needs.a.outputs.word == 'deploy'
+        runs-on: self-hosted
+        steps:
+          - run: echo deploying
+"""
+
+
+def test_dry_run_json_plans_the_jobs_whose_needs_are_done(repo, exec_in, harrier, tmp_path):
+    """The planner alone, as a service drives it: each call plans the jobs whose needs are
+    done (given with --needs) and writes their job messages; nothing runs."""
+    repo.write("ci.yml", NEEDS_WORKFLOW)
+    messages = tmp_path / "messages"
+    p = exec_in("--dry-run", "--json", "--messages-dir", str(messages))
+    assert p.returncode == 0, p.stderr
+    jobs = {j["id"]: j for j in json.loads(p.stdout)["workflows"][0]["jobs"]}
+    assert jobs["a"]["state"] == "ready" and jobs["a"]["needs"] == []
+    assert [c["name"] for c in jobs["a"]["configurations"]] == ["a"]
+    assert jobs["b"]["state"] == "waiting" and jobs["b"]["needs"] == ["a"]
+    assert jobs["c"]["state"] == "waiting"
+    assert sorted(os.listdir(messages)) == ["a-0.json"]
+    assert not repo.work.exists() or not any(repo.work.iterdir())       # nothing ran
+
+    needs = tmp_path / "needs.json"
+    needs.write_text(json.dumps({"a": {"result": "success", "outputs": {"list": "[1, 2]", "word": "remote"}}}))
+    p = exec_in("--dry-run", "--json", "--messages-dir", str(messages), "--needs", str(needs), commit=False)
+    assert p.returncode == 0, p.stderr
+    jobs = {j["id"]: j for j in json.loads(p.stdout)["workflows"][0]["jobs"]}
+    assert jobs["a"] == {"id": "a", "name": "a", "needs": [], "state": "done", "result": "success"}
+    assert jobs["c"]["state"] == "skipped" and "`if` is false" in jobs["c"]["reason"]
+    b = jobs["b"]
+    assert b["state"] == "ready" and b["fail_fast"] is True and b["max_parallel"] == 0
+    assert [(c["name"], c["matrix"]) for c in b["configurations"]] == [("b (1)", {"n": 1}), ("b (2)", {"n": 2})]
+    assert b["configurations"][1]["message"] == str(messages / "b-1.json")
+    w = harrier("worker", "--message", str(messages / "b-1.json"), "--work", str(tmp_path / "w"),
+                "--sandbox", "none")
+    assert w.returncode == 0, w.stderr
+    assert "n=2 word=remote" in [e.get("line") for e in events(w.stdout)]
+
+
+def test_needs_file_runs_only_the_jobs_left(repo, exec_in):
+    repo.write("ci.yml", NEEDS_WORKFLOW)
+    needs = repo.work.parent / "needs.json"
+    needs.write_text(json.dumps({"a": {"result": "success", "outputs": {"list": "[3]", "word": "deploy"}}}))
+    p = exec_in("--json", "--needs", str(needs))
+    assert p.returncode == 0, p.stderr
+    evs = events(p.stdout)
+    assert {e["job"] for e in evs if e["event"] == "job_started"} == {"b (3)", "c"}
+    assert "n=3 word=deploy" in [e.get("line") for e in evs]
+    done = {e["job_id"]: e["result"] for e in evs if e["event"] == "workflow_job_finished"}
+    assert done == {"b": "success", "c": "success"}
+
+
+@pytest.mark.parametrize("content,message", [
+    ({"zz": {"result": "success"}}, "no job 'zz'"),
+    ({"a": {"result": "green"}}, "job 'a' needs a result"),
+    ({"a": {"result": "success", "outputs": {"n": 1}}}, "outputs as an object of strings"),
+    ([], "not a JSON object"),
+])
+def test_bad_needs_file_is_a_usage_error(repo, exec_in, tmp_path, content, message):
+    repo.write("ci.yml", NEEDS_WORKFLOW)
+    needs = tmp_path / "needs.json"
+    needs.write_text(json.dumps(content))
+    p = exec_in("--dry-run", "--json", "--needs", str(needs))
+    assert p.returncode == 2 and message in p.stderr, p.stderr
+
+
+def test_json_reports_each_workflow_jobs_end(repo, exec_in):
+    """--json adds a workflow_job_finished line per workflow job: as `needs` sees it, and for a
+    job that did not run, why."""
+    repo.write("ci.yml", NEEDS_WORKFLOW)
+    p = exec_in("--json")
+    assert p.returncode == 0, p.stderr
+    done = {e["job_id"]: e for e in events(p.stdout) if e["event"] == "workflow_job_finished"}
+    assert done["a"]["result"] == "success" and done["a"]["outputs"] == {"list": "[7]", "word": "local"}
+    assert "note" not in done["a"]
+    assert done["c"]["result"] == "skipped" and done["c"]["note"] == "Skipped: the job's `if` is false"
+    assert done["b"]["result"] == "success"

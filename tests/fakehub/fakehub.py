@@ -25,9 +25,12 @@ import json
 import os
 import re
 import secrets
+import shutil
 import socket
+import subprocess
 import sys
 import tarfile
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -557,7 +560,287 @@ class Fault:
         return dict(self.spec, id=self.id, hits=self.hits)
 
 
-class FakeHub:
+# ---------------------------------------------------------------------------------------------
+# Workflows queued through harrier's planner (§11.3: "enqueue a job ... from a workflow").
+#
+# GitHub's service plans a workflow run job by job: when every job a job `needs` has ended, it
+# evaluates that job's `if`, strategy and name against their results and outputs, and queues one
+# job message per matrix configuration; fail-fast cancels the other configurations of a job when
+# one fails, max-parallel holds back the rest. fakehub does the service's part (ordering, results,
+# outputs, fail-fast, max-parallel) and asks a planner for the rest, as a program:
+#
+#     <planner...> -W <workflow> --dry-run --json --messages-dir DIR --needs NEEDS.json [--secret-file F] [args]
+#
+# (harrier's: `harrier exec`), which prints {"workflows": [{"jobs": [{"id", "needs", "state":
+# done|waiting|skipped|failed|ready, "reason"|"error", "fail_fast", "max_parallel",
+# "configurations": [{"index", "name", "matrix", "message": <file>}]}]}]} and writes each ready
+# configuration's job message; NEEDS.json holds what the ended jobs left, {"<job>": {"result":
+# success|failure|cancelled|skipped, "outputs": {...}}}, here taken from what the runner reported.
+
+# A job request's result (§7.4) as the `needs` context names it.
+NEEDS_RESULT = {"succeeded": "success", "succeededWithIssues": "success", "failed": "failure",
+                "abandoned": "failure", "canceled": "cancelled", "skipped": "skipped"}
+
+
+class PlannerError(Exception):
+    pass
+
+
+class WorkflowRun:
+    """One workflow queued through the planner; every member is guarded by FakeHub.lock."""
+
+    def __init__(self, run_id, spec, base, folder):
+        unknown = set(spec) - {"planner", "workflow", "cwd", "secrets", "args", "runs_on", "agent",
+                               "timeout_minutes", "plan_version", "results"}
+        if unknown:
+            raise ValueError(f"unknown workflow member(s): {', '.join(sorted(unknown))}")
+        planner = spec.get("planner")
+        if not (isinstance(planner, list) and planner and all(isinstance(a, str) for a in planner)):
+            raise ValueError("'planner' must be the planner's command line as a list of strings")
+        if not isinstance(spec.get("workflow"), str):
+            raise ValueError("'workflow' must be the workflow file's path")
+        secrets_ = dict(spec.get("secrets") or {})
+        if not all(isinstance(v, str) for v in secrets_.values()):
+            raise ValueError("secrets are strings")
+        self.id = run_id
+        self.planner = list(planner)
+        self.workflow = spec["workflow"]
+        self.cwd = spec.get("cwd")
+        self.secrets = secrets_
+        self.args = [str(a) for a in spec.get("args") or []]
+        self.queue_kw = {k: spec.get(k) for k in ("runs_on", "agent", "timeout_minutes", "plan_version")}
+        self.queue_kw["results"] = bool(spec.get("results"))
+        self.base = base
+        self.folder = folder
+        self.state = "planning"      # planning, running, completed, error
+        self.error = None
+        self.result = None
+        self.plans = 0               # planner calls
+        self.jobs = {}               # workflow job id -> its state (summary() shows the shape)
+        self.order = []              # job ids in the order they were released
+        self.completion = 0          # orders configuration completions (outputs: last one wins)
+
+    def summary(self):
+        return {"id": self.id, "workflow": self.workflow, "state": self.state, "error": self.error,
+                "result": self.result, "plans": self.plans, "order": list(self.order),
+                "jobs": {k: {m: v for m, v in j.items() if m != "messages"} for k, j in self.jobs.items()}}
+
+    def needs(self):
+        """What the ended jobs left, as the planner's --needs file wants it."""
+        return {k: {"result": j["result"], "outputs": j["outputs"]}
+                for k, j in self.jobs.items() if j["state"] == "completed"}
+
+
+def github_context_set(ctx, values):
+    """Sets string members of an encoded `github` dictionary (§6.5)."""
+    if not isinstance(ctx, dict) or ctx.get("t") != 2:
+        return
+    pairs = ctx.setdefault("d", [])
+    for key, value in values.items():
+        for pair in pairs:
+            if str(pair.get("k", "")).lower() == key:
+                pair["v"] = value
+                break
+        else:
+            pairs.append({"k": key, "v": value})
+
+
+def dotenv_quote(value):
+    """A double-quoted dotenv value (the planner's --secret-file)."""
+    out = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+    return '"' + out.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t") + '"'
+
+
+class WorkflowDriver:
+    """The FakeHub methods that run WorkflowRuns (mixed into FakeHub)."""
+
+    def queue_workflow(self, spec, base=None):
+        """Starts a workflow run; returns it once its first jobs are queued (or planning failed)."""
+        with self.lock:
+            run_id = len(self.workflow_runs) + 1
+            run = WorkflowRun(run_id, spec, (base or self.url).rstrip("/"), None)
+            run.folder = tempfile.mkdtemp(prefix=f"workflow-{run_id}-", dir=self.state_dir or None)
+            self.workflow_runs[run_id] = run
+        threading.Thread(target=self._drive_workflow, args=(run,), name=f"fakehub-workflow-{run_id}",
+                         daemon=True).start()
+        with self.cond:
+            while run.state == "planning" and not self.stopping:
+                self.cond.wait(0.5)
+            return run.summary()
+
+    def _plan_workflow(self, run, needs):
+        """Runs the planner (outside the lock); returns its plan of the workflow."""
+        n = run.plans + 1
+        messages = os.path.join(run.folder, f"plan-{n}")
+        needs_file = os.path.join(run.folder, f"needs-{n}.json")
+        with open(needs_file, "w") as f:
+            json.dump(needs, f)
+        argv = [*run.planner, "-W", run.workflow, "--dry-run", "--json", "--messages-dir", messages,
+                "--needs", needs_file]
+        if run.secrets:
+            secret_file = os.path.join(run.folder, "secrets.env")
+            fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write("".join(f"{k}={dotenv_quote(v)}\n" for k, v in run.secrets.items()))
+            argv += ["--secret-file", secret_file]
+        argv += run.args
+        try:
+            p = subprocess.run(argv, cwd=run.cwd, capture_output=True, text=True, timeout=120)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise PlannerError(f"the planner did not run: {e}")
+        if p.returncode != 0:
+            raise PlannerError(f"the planner exited {p.returncode}: {p.stderr.strip()}")
+        try:
+            plan = json.loads(p.stdout)
+            workflows = plan["workflows"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise PlannerError(f"the planner's output is not a plan ({e}): {p.stdout[:500]}")
+        if len(workflows) != 1:
+            raise PlannerError(f"the planner planned {len(workflows)} workflows, not one")
+        return workflows[0]
+
+    def _drive_workflow(self, run):
+        try:
+            self._drive_workflow_steps(run)
+        finally:
+            if not self.state_dir:       # job messages and the secret file: nothing to keep
+                shutil.rmtree(run.folder, ignore_errors=True)
+
+    def _drive_workflow_steps(self, run):
+        while True:
+            with self.lock:
+                needs = run.needs()
+            try:
+                plan = self._plan_workflow(run, needs)
+            except PlannerError as e:
+                with self.cond:
+                    run.state, run.error = "error", str(e)
+                    self.cond.notify_all()
+                return
+            with self.cond:
+                run.plans += 1
+                try:
+                    progress = self._apply_plan(run, plan)
+                except (OSError, ValueError, KeyError, TypeError) as e:
+                    run.state, run.error = "error", f"cannot apply the plan: {e}"
+                    self.cond.notify_all()
+                    return
+                run.state = "running"
+                self.cond.notify_all()
+                while not self.stopping:
+                    if self._advance_workflow(run):
+                        progress = True
+                        break                       # a job ended: plan the jobs that needed it
+                    if all(j["state"] == "completed" for j in run.jobs.values()):
+                        break
+                    if not any(j["state"] == "queued" for j in run.jobs.values()):
+                        break                       # nothing runs: only the planner can move on
+                    self.cond.wait(self.settings["reaper_interval"])
+                if self.stopping:
+                    return
+                if all(j["state"] == "completed" for j in run.jobs.values()):
+                    results = [j["result"] for j in run.jobs.values()]
+                    run.result = ("failure" if "failure" in results else
+                                  "cancelled" if "cancelled" in results else "success")
+                    run.state = "completed"
+                    self.cond.notify_all()
+                    return
+                if not progress:
+                    waiting = sorted(k for k, j in run.jobs.items() if j["state"] == "waiting")
+                    run.state, run.error = "error", f"jobs {', '.join(waiting)} wait for jobs that never end"
+                    self.cond.notify_all()
+                    return
+
+    def _apply_plan(self, run, plan):
+        """Takes the planner's verdict on every job still waiting; True when one moved on."""
+        progress = False
+        for pj in plan["jobs"]:
+            job = run.jobs.get(pj["id"])
+            if job is None:
+                job = run.jobs[pj["id"]] = {"needs": list(pj.get("needs") or []), "state": "waiting",
+                                            "result": None, "outputs": {}, "note": None,
+                                            "configurations": []}
+            if job["state"] != "waiting" or pj["state"] in ("waiting", "done"):
+                continue
+            progress = True
+            run.order.append(pj["id"])
+            if pj["state"] == "skipped":
+                self._end_workflow_job(run, job, "skipped", pj.get("reason"))
+            elif pj["state"] == "failed":
+                self._end_workflow_job(run, job, "failure", pj.get("error"))
+            elif pj["state"] == "ready":
+                job.update(state="queued", failFast=bool(pj.get("fail_fast", True)),
+                           maxParallel=int(pj.get("max_parallel") or 0), failFastTripped=False)
+                for c in pj["configurations"]:
+                    with open(c["message"], encoding="utf-8") as f:
+                        message = json.load(f)
+                    job["configurations"].append({"index": c["index"], "name": c["name"],
+                                                  "matrix": c.get("matrix"), "state": "held",
+                                                  "requestId": None, "result": None, "outputs": None,
+                                                  "message": message})
+            else:
+                raise ValueError(f"job {pj['id']}: unknown state {pj['state']!r}")
+        return self._advance_workflow(run) or progress
+
+    def _advance_workflow(self, run):
+        """Follows the queued jobs' configurations; True when a workflow job ended."""
+        ended = False
+        for job in run.jobs.values():
+            if job["state"] != "queued":
+                continue
+            configs = job["configurations"]
+            done = sorted((c for c in configs if c["state"] == "queued" and
+                           self.jobs[c["requestId"]].state == "completed"),
+                          key=lambda c: self.jobs[c["requestId"]].times.get("completed", 0))
+            for c in done:
+                hub_job = self.jobs[c["requestId"]]
+                run.completion += 1
+                c.update(state="completed", result=hub_job.result, outputs=dict(hub_job.outputs or {}),
+                         completion=run.completion)
+                if NEEDS_RESULT.get(hub_job.result) == "failure" and job["failFast"] and not job["failFastTripped"]:
+                    # fail-fast: GitHub cancels the job's other configurations, queued or running
+                    job["failFastTripped"] = True
+                    for other in configs:
+                        if other["state"] == "queued":
+                            self.cancel_job(self.jobs[other["requestId"]])
+            active = sum(1 for c in configs if c["state"] == "queued")
+            for c in configs:
+                if c["state"] != "held":
+                    continue
+                if job["failFastTripped"]:
+                    c.update(state="completed", result="canceled", outputs={})
+                elif job["maxParallel"] <= 0 or active < job["maxParallel"]:
+                    self._queue_configuration(run, c)
+                    active += 1
+            if all(c["state"] == "completed" for c in configs):
+                results = [NEEDS_RESULT.get(c["result"], "failure") for c in configs]
+                result = ("failure" if "failure" in results else
+                          "cancelled" if "cancelled" in results else "success")
+                outputs = {}
+                # across a matrix the configuration that completed last wins, output by output
+                for c in sorted((c for c in configs if c.get("completion")), key=lambda c: c["completion"]):
+                    outputs.update({k: v for k, v in c["outputs"].items() if isinstance(v, str) and v})
+                self._end_workflow_job(run, job, result, None, outputs)
+                ended = True
+        return ended
+
+    def _queue_configuration(self, run, config):
+        message = config.pop("message")
+        ctx = message.get("contextData") or {}
+        # the service's own values: one run id for every job of the run, URLs on this service
+        github_context_set(ctx.get("github"), {"run_id": str(run.id), "run_number": str(run.id),
+                                               "run_attempt": "1", "server_url": run.base,
+                                               "api_url": f"{run.base}/api/v3",
+                                               "graphql_url": f"{run.base}/api/graphql"})
+        queued = self.queue_job(message, base=run.base, **run.queue_kw)
+        config.update(state="queued", requestId=queued["requestId"])
+
+    def _end_workflow_job(self, run, job, result, note, outputs=None):
+        job.update(state="completed", result=result, note=note, outputs=outputs or {})
+        self.cond.notify_all()
+
+
+class FakeHub(WorkflowDriver):
     """The fake service. start() serves it from a thread; stop() ends it."""
 
     def __init__(self, host="127.0.0.1", port=0, state_dir=None, routes="real", tenant="fakehubtenant",
@@ -582,6 +865,7 @@ class FakeHub:
         self.dead_sessions = {}
         self.next_message_id = 1
         self.jobs = {}
+        self.workflow_runs = {}
         self.queue = []
         self.next_request_id = 1
         self.timelines = {}
@@ -744,11 +1028,13 @@ class FakeHub:
             variables = msg.get("variables")
             if not isinstance(variables, dict):
                 variables = msg["variables"] = CIDict()
-            if "system.github.token" not in variables:
+            if not (variables.get("system.github.token") or {}).get("value"):
+                # GitHub always hands a job its GITHUB_TOKEN; a planner without one leaves it empty
                 gh = "ghs_" + secrets.token_hex(18)
                 self.tokens[gh] = Token(gh, "github", request_id, time.time() + self.settings["job_token_lifetime"])
                 variables["system.github.token"] = {"value": gh, "isSecret": True}
-                variables.setdefault("github_token", {"value": gh, "isSecret": True})
+                if not (variables.get("github_token") or {}).get("value"):
+                    variables["github_token"] = {"value": gh, "isSecret": True}
             variables.setdefault("system.github.job", {"value": msg["jobName"]})
             variables.setdefault("system.runnerGroupName", {"value": "Default"})
             if results:
@@ -2217,6 +2503,27 @@ class Handler(http.server.BaseHTTPRequestHandler):
                             n += 1
                 hub.cond.notify_all()
             return Response(200, {"expired": n})
+        if p == "/workflows":
+            if cmd == "POST":
+                try:
+                    out = hub.queue_workflow(dict(body), base=self.host_base())
+                except ValueError as e:
+                    raise HttpError(400, str(e))
+                if out["state"] == "error":
+                    raise HttpError(400, out["error"], dict(out, message=out["error"]))
+                return Response(200, out)
+            with hub.lock:
+                return Response(200, [r.summary() for r in hub.workflow_runs.values()])
+        m = re.fullmatch(r"/workflows/(\d+)(/wait)?", p)
+        if m:
+            with hub.cond:
+                run = hub.workflow_runs.get(int(m.group(1)))
+                if run is None:
+                    raise HttpError(404, f"no workflow run {m.group(1)}")
+                deadline = time.time() + float(self.query.get("timeout") or 60)
+                while m.group(2) and run.state in ("planning", "running") and time.time() < deadline:
+                    hub.cond.wait(max(0.0, min(0.5, deadline - time.time())))
+                return Response(200, run.summary())
         if p == "/jobs":
             if cmd == "POST":
                 msg = body.get("message")
@@ -2353,6 +2660,18 @@ class FakeHubClient:
     def queue_job(self, message, **kw):
         return self.call("POST", "/jobs", dict(kw, message=message))
 
+    def queue_workflow(self, planner, workflow, **kw):
+        """Queues a workflow's jobs in `needs` order, each planned by `planner` (a command line,
+        e.g. [harrier, "exec"]) when the jobs it needs have ended; returns the run's summary."""
+        return self.call("POST", "/workflows", dict(kw, planner=planner, workflow=workflow))
+
+    def workflow(self, wid):
+        return self.call("GET", f"/workflows/{wid}")
+
+    def wait_workflow(self, wid, timeout=120):
+        """Blocks until the workflow run completed (or failed to plan); returns its summary."""
+        return self.call("GET", f"/workflows/{wid}/wait?timeout={timeout}", timeout=timeout + 10)
+
     def job(self, rid, what=None):
         return self.call("GET", f"/jobs/{rid}" + (f"/{what}" if what else ""))
 
@@ -2412,7 +2731,6 @@ class FakeHubProcess:
         self.proc = None
 
     def start(self):
-        import subprocess
         self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--port", "0", "--state-dir",
                                       str(self.state_dir), *self.args], stdout=subprocess.PIPE, text=True)
         self.url = self.proc.stdout.readline().strip()
