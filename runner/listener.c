@@ -636,6 +636,34 @@ static size_t step_index(struct job *j, int step)
     return j->step_record[step];
 }
 
+/* A timeline Issue (§7.4): where the annotation points and its title in `data`, every value a
+ * string; logFileLineNumber is the line of the record's log that shows it (the worker writes
+ * the ##[error] line just before the annotation). */
+static json_t *issue_json(const struct step_annotation *a, const char *level, int log_line)
+{
+    json_t *data = json_object();
+    const struct {
+        const char *key;
+        int value;
+    } numbers[] = {{"line", a->line},
+                   {"col", a->col},
+                   {"endLine", a->end_line},
+                   {"endColumn", a->end_column},
+                   {"logFileLineNumber", log_line}};
+    if (a->file)
+        json_object_set_new(data, "file", json_string(a->file));
+    for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++)
+        if (numbers[i].value > 0) {
+            char text[32];
+            snprintf(text, sizeof text, "%d", numbers[i].value);
+            json_object_set_new(data, numbers[i].key, json_string(text));
+        }
+    if (a->title)
+        json_object_set_new(data, "title", json_string(a->title));
+    return json_pack("{s:s, s:s, s:s, s:o}", "type", level, "category", "General", "message",
+                     a->message ? a->message : "", "data", data);
+}
+
 /* The job's own lines (worker step 0) as the official runner shows them: before the first step
  * in "Set up job" (order 1, opened with the job); after it in "Complete job", which is added
  * after the last step when the job ends. */
@@ -738,9 +766,7 @@ static void on_event(struct job *j, const struct events_event *ev)
             r->warnings++;
         else
             r->notices++;
-        json_array_append_new(
-            r->issues, json_pack("{s:s, s:s, s:s}", "type", level, "category", "General", "message",
-                                 ev->annotation.message ? ev->annotation.message : ""));
+        json_array_append_new(r->issues, issue_json(&ev->annotation, level, r->lines));
         r->dirty = true;
         break;
     }

@@ -124,9 +124,11 @@ static void show_log_line(struct terminal *t, int job, int step, const char *lin
         fprintf(j->step.log, "%s\n", line);
     /* The job's own bookkeeping lines, which GitHub shows in "Set up job" and "Complete job":
      * here with -v only. Its other lines (downloads, errors) always. */
-    static const char *const bookkeeping[] = {"Current runner version: ", "Runner name: ",
-                                              "Machine name: ", "Cleaning up orphan processes"};
-    for (size_t i = 0; step <= 0 && !t->options.verbose && i < 4; i++)
+    static const char *const bookkeeping[] = {
+        "Current runner version: ",     "Runner name: ", "Machine name: ",
+        "Evaluate and set job outputs", "Set output '",  "Cleaning up orphan processes"};
+    for (size_t i = 0;
+         step <= 0 && !t->options.verbose && i < sizeof bookkeeping / sizeof *bookkeeping; i++)
         if (str_starts_with(line, bookkeeping[i]))
             return;
     /* The worker opens each step with a group showing the script: folded here. */

@@ -785,10 +785,9 @@ static char *first_line(const char *text)
 }
 
 /* The step's display name: its name: token, else "Run <first line of the script>". */
-static char *step_display_name(struct running_step *rs, const struct template_context *tc,
+static char *step_display_name(const struct job_step *s, const struct template_context *tc,
                                const char *script)
 {
-    const struct job_step *s = rs->step;
     if (s->display_name_token) {
         struct error err = {0};
         char *name = template_evaluate_string(s->display_name_token, tc, &err);
@@ -986,6 +985,23 @@ static void set_env_context(struct worker *w, const struct frame *f)
     json_object_set_new(w->contexts, "env", env);
 }
 
+/* A skipped step is shown under the name it would have run under (the official runner names
+ * every step when the job starts): its name:, else "Run " and its script as written. */
+static char *skipped_step_name(struct worker *w, const struct job_step *s)
+{
+    struct expr_context ec;
+    struct template_context tc;
+    worker_template_context(w, &ec, &tc);
+    const struct token *script =
+        s->kind == JOB_STEP_SCRIPT ? token_mapping_get(s->inputs, "script", false) : NULL;
+    struct arena arena;
+    arena_init(&arena, 0);
+    const char *text = script ? token_to_display_string(&arena, script) : NULL;
+    char *name = step_display_name(s, &tc, text);
+    arena_free(&arena);
+    return name;
+}
+
 static void skip_step(struct worker *w, const struct job_step *s, int number, bool inner)
 {
     json_t *entry =
@@ -1008,7 +1024,7 @@ static char *stage_display_name(struct running_step *rs, const struct template_c
 {
     if (rs->stage == EVENTS_STAGE_POST && item)
         return xstrdup(item->display_name);
-    char *name = step_display_name(rs, tc, script);
+    char *name = step_display_name(rs->step, tc, script);
     if (rs->stage != EVENTS_STAGE_PRE)
         return name;
     char *pre = xasprintf("Pre %s", name);
@@ -1148,9 +1164,11 @@ static void start_next_step(struct worker *w)
         if (err.message[0] || !run) {
             bool inner = stage == EVENTS_STAGE_MAIN && f->owner;
             int number = inner ? f->owner->number : ++w->step_counter;
-            if (!inner)
-                events_step_started(w->events, number, s->id,
-                                    item ? item->display_name : s->context_name, stage, NULL);
+            if (!inner) {
+                cleanup_free char *shown =
+                    item ? xstrdup(item->display_name) : skipped_step_name(w, s);
+                events_step_started(w->events, number, s->id, shown, stage, NULL);
+            }
             if (err.message[0]) {
                 worker_report_error(w, NULL, &err);
                 w->status = JOB_FAILED;
@@ -1185,24 +1203,32 @@ static json_t *evaluate_job_outputs(struct worker *w)
     worker_template_context(w, &ec, &tc);
     json_object_set(w->contexts, "env", w->job_env);
     struct error err = {0};
+    worker_log_line(w, NULL, "Evaluate and set job outputs");
     json_t *values = template_evaluate_string_map(w->msg->job_outputs, &tc, &err);
     if (!values) {
         worker_report_error(w, NULL, &err);
         return outputs;
     }
+    /* As the official runner's FinalizeJob: empty outputs are not set, one that holds a
+     * secret is skipped with a warning, each one set is said. */
     const char *k;
     json_t *v;
     json_object_foreach(values, k, v)
     {
         const char *s = json_string_value(v);
-        cleanup_free char *masked = masker_mask(w->masker, s, strlen(s));
-        if (strcmp(masked, s) != 0) {
-            /* As the official runner: an output that holds a secret is not passed on. */
-            cleanup_free char *m = xasprintf("Skip output '%s' since it may contain secret.", k);
-            cleanup_free char *line = xasprintf("##[warning]%s", m);
+        if (!s || !*s) {
+            cleanup_free char *line = xasprintf("##[debug]Skip output '%s' since it's empty", k);
             worker_log_line(w, NULL, line);
             continue;
         }
+        cleanup_free char *masked = masker_mask(w->masker, s, strlen(s));
+        if (strcmp(masked, s) != 0) {
+            cleanup_free char *m = xasprintf("Skip output '%s' since it may contain secret.", k);
+            worker_log_warning(w, NULL, m);
+            continue;
+        }
+        cleanup_free char *line = xasprintf("Set output '%s'", k);
+        worker_log_line(w, NULL, line);
         json_object_set(outputs, k, v);
     }
     json_decref(values);
@@ -1211,10 +1237,10 @@ static json_t *evaluate_job_outputs(struct worker *w)
 
 static void finish_job(struct worker *w)
 {
+    json_t *outputs = evaluate_job_outputs(w);
     /* The official runner's "Complete job" ends the job's processes; so does ending the job's
      * sandbox below. */
     worker_log_line(w, NULL, "Cleaning up orphan processes");
-    json_t *outputs = evaluate_job_outputs(w);
     enum events_result result = w->cancel_requested          ? EVENTS_CANCELLED
                                 : w->status == JOB_SUCCEEDED ? EVENTS_SUCCESS
                                                              : EVENTS_FAILURE;

@@ -14,8 +14,7 @@ and results (timeline records against step_finished events), annotations (record
 annotation events), log lines per step and per job (fakehub's logs against the log events),
 step summaries; and the secret must be absent from everything fakehub received. Where the two
 modes differ legitimately the difference is named and normalized in one place below, each with
-its reason; anything else is a finding. Differences that are harrier bugs in runner/listener.c or
-runner/worker.c are marked with pytest.xfail naming the bug."""
+its reason; anything else is a finding."""
 import base64
 import json
 import os
@@ -133,13 +132,6 @@ TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z ")
 
 # ---------------------------------------------------------------------------------------------
 # The legitimate differences, each normalized here and nowhere else.
-
-
-def without_empty_outputs(outputs):
-    """The worker's job_finished event lists every job output, empty ones too; in runner mode
-    the JobCompleted event carries only non-empty values (§7.10, as the official runner), so
-    fakehub never sees an empty output."""
-    return {k: v for k, v in (outputs or {}).items() if v != ""}
 
 
 # Records the official runner adds around a job's steps (§7.4): local mode shows their lines as
@@ -369,7 +361,7 @@ def test_every_configuration_ends_the_same(runs):
         assert len(finished) == 1, name
         assert RECORD_RESULT[c["job"]["result"]] == finished[0]["result"], name
         assert RECORD_RESULT[remote.job_record(name)["result"]] == finished[0]["result"], name
-        assert c["job"]["outputs"] == without_empty_outputs(finished[0]["outputs"]), name
+        assert c["job"]["outputs"] == finished[0]["outputs"], name
         assert c["job_id"] == next(m["jobName"] for m in local.messages.values()
                                    if m["jobDisplayName"] == name)
 
@@ -398,12 +390,6 @@ def test_steps_have_the_same_annotations(runs):
             levels = [a["level"] for a in steps[n]["annotations"]]
             assert (record.get("errorCount", 0), record.get("warningCount", 0), record.get("noticeCount", 0)) == \
                 (levels.count("error"), levels.count("warning"), levels.count("notice")), (name, n)
-            if [(i["type"], i["message"]) for i in theirs] == [(i["type"], i["message"]) for i in mine] \
-                    and theirs != mine:
-                pytest.xfail("runner/listener.c drops an annotation's place and title: the timeline "
-                             "issue it sends (EVENTS_ANNOTATION in the worker-event handler) has no `data` "
-                             "(file, line, col, endLine, endColumn, title; PROTOCOL.md §7.4), so GitHub "
-                             f"shows {name!r} step {n}'s annotations without them: {theirs} vs {mine}")
             assert theirs == mine, (name, n)
 
 
@@ -471,12 +457,7 @@ def test_skipped_step_is_named_as_github_names_it(runs):
     local, remote = runs
     shown = local.steps("test")[3]["name"]
     record = remote.steps("test")[2]["name"]
-    assert shown == record
-    if shown != "Only on failure":
-        pytest.xfail("runner/worker.c names a step skipped by its `if` with its context name "
-                     f"({shown!r}) instead of its display name: start_next_step passes s->context_name "
-                     "to events_step_started on the skip path, where the official runner shows the "
-                     "evaluated `name:` (or \"Run <script>\")")
+    assert shown == record == "Only on failure"
 
 
 # ---------------------------------------------------------------------------------------------
