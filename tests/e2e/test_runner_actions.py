@@ -7,6 +7,7 @@ Every test asserts what fakehub recorded or what the job's log says."""
 import base64
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -46,10 +47,17 @@ class Runner:
         self.admin.wait_polling("r1", timeout=20)
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
+        if not self.proc:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            _, err = self.proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
             self.proc.kill()
-        if self.proc:
-            self.proc.communicate()
+            _, err = self.proc.communicate()
+        # The workers' stderr ends here: under `make asan`, a sanitizer report fails the test.
+        assert not re.search(r"ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:", err), err
 
 
 @pytest.fixture
