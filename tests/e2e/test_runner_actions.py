@@ -2,15 +2,22 @@
 inside its composite actions, resolved through fakehub's actiondownloadinfo in one call per
 level of nesting, downloaded from the tarball URL it gives with its token (Basic
 x-access-token), cached by the commit it resolved; the official runner's tries (422 at once,
-404/403 at once, anything else up to three times); a cancellation during set-up.
-Every test asserts what fakehub recorded or what the job's log says."""
+404/403 at once, anything else up to three times); a cancellation during set-up; a local
+composite's actions resolved when it starts. Every test asserts what fakehub recorded or what
+the job's log says. Two answers fakehub does not give (no download token; an answer under
+another key) come from a minimal service in this file, with `harrier worker` run directly."""
 import base64
+import gzip
+import http.server
+import io
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tarfile
+import threading
 import time
 
 import pytest
@@ -298,3 +305,142 @@ def test_cancellation_during_set_up_is_heard(runner):
     assert time.time() - t0 < 10
     logs = r.admin.job(q["requestId"], "logs")["records"]
     assert "should-not-run" not in json.dumps(logs)
+
+
+def test_a_local_composite_resolves_its_actions_when_it_starts(runner):
+    """A local composite is read when its step starts (the workspace holds it only then), and
+    the repository actions inside it are resolved then, as ActionRunner prepares them."""
+    r = runner
+    greet = r.admin.add_action("octo/greet", "v1", JS_ACTION)
+    r.start()
+    write = fh.script_step(
+        "mkdir -p .github/actions/local && printf '%s\\n' 'name: local' 'runs:' "
+        "'  using: composite' '  steps:' '    - uses: octo/greet@v1' '      with: {who: local}' "
+        "> .github/actions/local/action.yml", name="write")
+    local = {"type": "action", "id": fh.new_guid(), "name": "local", "contextName": "local",
+             "condition": "success()",
+             "reference": {"type": "repository", "repositoryType": "self",
+                           "path": "./.github/actions/local"}}
+    job, logs = run_job(r, [write, local])
+    assert job["result"] == "succeeded", logs
+    assert "js says hello local from octo/greet@v1" in logs[local["id"]]
+    assert f"Download action repository 'octo/greet@v1' (SHA:{greet['sha']})" in logs[local["id"]]
+    calls = r.admin.requests(route="actiondownloadinfo")
+    assert [[a["nameWithOwner"] for a in json.loads(c["body"])["actions"]] for c in calls] == \
+        [["octo/greet"]]
+
+
+# ---- `harrier worker` against a minimal service: the answers fakehub does not give ----------
+
+class MiniService:
+    """connectionData, actiondownloadinfo and tarballs (§1.3, §8.2, §8.4), answering with what
+    `answers` says: for each requested name@ref, (key to answer under, token or None)."""
+
+    def __init__(self, answers):
+        self.answers = answers
+        self.tarball_auth = []
+        self.calls = []
+        outer = self
+        raw = io.BytesIO()
+        with tarfile.open(fileobj=raw, mode="w") as tar:
+            for name, text in JS_ACTION.items():
+                data = text.encode()
+                info = tarfile.TarInfo("octo-x-sha/" + name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        self.tarball = gzip.compress(raw.getvalue())
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def reply(self, code, body, ctype="application/json"):
+                data = body if isinstance(body, bytes) else json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                if self.path.startswith("/_apis/connectionData"):
+                    self.reply(200, {"locationServiceData": {"serviceDefinitions": [{
+                        "identifier": "27d7f831-88c1-4719-8ca1-6a061dad90eb", "resourceVersion": 1,
+                        "relativePath": "{scopeIdentifier}/_apis/distributedtask/hubs/{hubName}/plans/"
+                                        "{planId}/actiondownloadinfo"}]}})
+                elif self.path.startswith("/tarball/"):
+                    outer.tarball_auth.append(self.headers.get("Authorization"))
+                    self.reply(200, outer.tarball, "application/x-gzip")
+                else:
+                    self.reply(404, {"message": "no"})
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.calls.append(body)
+                out = {}
+                for a in body["actions"]:
+                    asked = f"{a['nameWithOwner']}@{a['ref']}"
+                    key, token = outer.answers[asked]
+                    info = {"nameWithOwner": a["nameWithOwner"], "resolvedNameWithOwner": a["nameWithOwner"],
+                            "ref": a["ref"], "resolvedSha": "ab" * 20,
+                            "tarballUrl": f"http://127.0.0.1:{port}/tarball/{a['nameWithOwner']}"}
+                    if token:
+                        info["authentication"] = {"token": token}
+                    out[key] = info
+                self.reply(200, {"actions": out})
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{port}/"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def worker_message(url, steps):
+    msg = fh.minimal_job_message(steps)
+    msg.update({"messageType": "PipelineAgentJobRequest", "requestId": 7, "jobId": fh.new_guid(),
+                "plan": {"planId": fh.new_guid(), "scopeIdentifier": fh.new_guid(), "planType": "actions",
+                         "version": 12},
+                "timeline": {"id": fh.new_guid()},
+                "resources": {"endpoints": [{"name": "SystemVssConnection", "url": url,
+                                             "authorization": {"scheme": "OAuth",
+                                                               "parameters": {"AccessToken": "the-job-token"}}}]}})
+    msg["variables"]["system.github.token"] = {"value": "ghs_thejobsowntoken", "isSecret": True}
+    return msg
+
+
+def run_worker(harrier, tmp_path, url, steps):
+    path = tmp_path / "message.json"
+    path.write_text(json.dumps(worker_message(url, steps)))
+    p = harrier("worker", "--message", str(path), "--work", str(tmp_path / "work"), "--sandbox", "none",
+                timeout=60)
+    lines = [json.loads(l) for l in p.stdout.splitlines() if l.startswith("{")]
+    return p, [e.get("line", "") for e in lines if e["event"] == "log"]
+
+
+def test_no_download_token_means_the_jobs_own_token(harrier, tmp_path):
+    svc = MiniService({"octo/greet@v1": ("octo/greet@v1", None)})
+    try:
+        p, lines = run_worker(harrier, tmp_path, svc.url, [uses_step("octo/greet@v1", "js")])
+    finally:
+        svc.close()
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "js says hello world from octo/greet@v1" in lines
+    want = "Basic " + base64.b64encode(b"x-access-token:ghs_thejobsowntoken").decode()
+    assert svc.tarball_auth == [want]
+    assert not any("ghs_thejobsowntoken" in l for l in lines)
+
+
+def test_an_answer_under_another_key_is_missing_download_info(harrier, tmp_path):
+    # The lookup is exact, as the official runner's dictionary: "Octo/Greet@v1" is not asked.
+    svc = MiniService({"octo/greet@v1": ("Octo/Greet@v1", "ghs_download")})
+    try:
+        p, lines = run_worker(harrier, tmp_path, svc.url, [uses_step("octo/greet@v1", "js")])
+    finally:
+        svc.close()
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "##[error]Missing download info for octo/greet@v1" in lines
+    assert svc.tarball_auth == []
