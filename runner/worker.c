@@ -218,7 +218,7 @@ static int make_folders(struct worker *w, struct error *err)
         if (path_mkdir_all(folders[i], 0755, err) < 0)
             return err->code;
     json_t *event = json_get(json_get(w->contexts, "github"), "event");
-    cleanup_free char *text = json_dumps(event ? event : json_object(), JSON_INDENT(2));
+    cleanup_free char *text = event ? json_dumps(event, JSON_INDENT(2)) : xstrdup("{}");
     return path_write_file(w->event_path, text, strlen(text), 0644, err);
 }
 
