@@ -1,16 +1,19 @@
 /* action: what an action is and where it comes from. `uses:` references (./local,
  * owner/repo[/path]@ref, docker://image), action.yml / action.yaml read with GitHub's action
  * schema into a model (inputs, outputs, runs: node, composite or docker), and the action
- * cache (_actions/owner/repo/ref): tarballs downloaded with libcurl, extracted with
- * libarchive refusing entries that escape the target, renamed into place atomically. */
+ * cache (_actions/owner/repo/<ref or commit>): tarballs downloaded on the loop with libcurl,
+ * extracted off the loop with libarchive refusing entries that escape the target, renamed into
+ * place atomically. */
 #ifndef HARRIER_ACTIONS_ACTION_H
 #define HARRIER_ACTIONS_ACTION_H
 
 #include "lib/error.h"
+#include "lib/http.h"
 #include "lib/mem.h"
 #include "workflow/token.h"
 
 #include <stdbool.h>
+#include <uv.h>
 
 /* ---- references ---------------------------------------------------------------------- */
 
@@ -79,23 +82,52 @@ void action_free(struct action *action);
 
 /* ---- the cache ------------------------------------------------------------------------ */
 
-struct action_cache_options {
-    const char *cache_dir; /* the _actions folder */
-    const char *base_url;  /* "{owner}", "{repo}", "{ref}" replaced; NULL = GitHub's tarballs */
-    const char *token;     /* sent as "Authorization: token ..." when not NULL */
-    bool offline;          /* only the cache; a missing action is an error */
-};
-
 #define ACTION_DEFAULT_TARBALL_URL "https://api.github.com/repos/{owner}/{repo}/tarball/{ref}"
 
-/* The folder of owner/repo@ref in the cache, downloading it first when missing. Safe when
- * several processes fetch the same action at once: each extracts into its own temporary
- * folder and renames it into place; the loser removes its copy. *dir_out (caller frees) is
- * the repository's root (add ref->path for the action). *downloaded says whether it was
- * fetched now. */
-int action_cache_get(const struct action_cache_options *options, const char *owner,
-                     const char *repo, const char *ref, char **dir_out, bool *downloaded,
-                     struct error *err);
+/* pattern with "{owner}", "{repo}" and "{ref}" replaced (local mode's --actions-url). Caller
+ * frees. */
+char *action_tarball_url(const char *pattern, const char *owner, const char *repo, const char *ref);
+
+/* The folder of owner/repo/version in the cache (version: the ref, or the resolved commit),
+ * caller frees; NULL with err when the names would lead outside the cache. */
+char *action_cache_dir(const char *cache_dir, const char *owner, const char *repo,
+                       const char *version, struct error *err);
+
+/* A line for the job's log while fetching: a failed try, the wait before the next. */
+typedef void action_fetch_note_fn(const char *line, void *user);
+/* The end of a fetch: rc 0 with dir (the repository's root in the cache, valid during the
+ * call) and downloaded (false when another process put it there first), or negative with err
+ * (-ECANCELED when cancelled). */
+typedef void action_fetch_done_fn(int rc, const struct error *err, const char *dir, bool downloaded,
+                                  void *user);
+
+struct action_fetch_options {
+    const char *cache_dir;         /* the _actions folder */
+    const char *owner, *repo;      /* where it goes: cache_dir/owner/repo/version */
+    const char *version;           /* the ref, or the resolved commit */
+    const char *url;               /* the tarball */
+    const char *authorization;     /* an "Authorization: ..." header line, or NULL */
+    int attempts;                  /* tries in all (0: 1); 404 and 403 end them at once */
+    unsigned backoff_min_ms;       /* a random wait between tries, in this range */
+    unsigned backoff_max_ms;       /*   (0 and 0: none) */
+    unsigned timeout_ms;           /* each try (0: 20 minutes, as the official runner) */
+    action_fetch_note_fn *on_note; /* may be NULL */
+    action_fetch_done_fn *on_done; /* called once, from the loop */
+    void *user;
+};
+
+struct action_fetch;
+/* Downloads the tarball on loop (through http, which lives there) and extracts it off the
+ * loop into a temporary folder beside its place, then renames it into place: safe when several
+ * processes fetch the same action at once (the losers remove their copies). The official
+ * runner's tries: 404 ("An action could not be found...") and 403 ("Access denied...") end
+ * at once, anything else is tried again. NULL with err set when it cannot start; on_done is
+ * then not called. */
+struct action_fetch *action_fetch_start(uv_loop_t *loop, struct http_client *http,
+                                        const struct action_fetch_options *options,
+                                        struct error *err);
+/* Stops it; on_done still comes, from the loop, with -ECANCELED. */
+void action_fetch_cancel(struct action_fetch *fetch);
 
 /* Extracts a .tar.gz (memory) into dir (which must not exist yet), dropping the top folder;
  * refuses absolute names, `..`, and links that point outside. */

@@ -9,6 +9,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,7 +126,7 @@ int action_archive_extract(const void *data, size_t len, const char *dir, struct
     return rc;
 }
 
-static char *expand_url(const char *pattern, const char *owner, const char *repo, const char *ref)
+char *action_tarball_url(const char *pattern, const char *owner, const char *repo, const char *ref)
 {
     struct buf b = BUF_INIT;
     const char *names[] = {"{owner}", "{repo}", "{ref}"};
@@ -146,72 +147,246 @@ static char *expand_url(const char *pattern, const char *owner, const char *repo
     return buf_steal(&b);
 }
 
-static int download(const struct action_cache_options *o, const char *owner, const char *repo,
-                    const char *ref, struct http_response *resp, struct error *err)
+char *action_cache_dir(const char *cache_dir, const char *owner, const char *repo,
+                       const char *version, struct error *err)
 {
-    cleanup_free char *url =
-        expand_url(o->base_url ? o->base_url : ACTION_DEFAULT_TARBALL_URL, owner, repo, ref);
-    cleanup_free char *auth = o->token ? xasprintf("Authorization: token %s", o->token) : NULL;
-    const char *headers[] = {"User-Agent: harrier", auth, NULL};
-    struct http_request_options ho = {
-        .url = url,
-        .headers = headers,
-        .retries = 2,
-        .idle_timeout_ms = 60000,
-    };
-    if (http_request_sync(&ho, resp, err) < 0)
-        return error_prefix(err, "downloading %s/%s@%s from %s", owner, repo, ref, url);
-    if (resp->status != 200)
-        return error_set(err, EIO,
-                         "downloading %s/%s@%s from %s: the server answered %ld; check that the "
-                         "action and its ref exist and that the token may read it",
-                         owner, repo, ref, url, resp->status);
-    return 0;
+    cleanup_free char *rel = xasprintf("%s/%s/%s", owner, repo, version);
+    return path_join_inside(cache_dir, rel, err);
 }
 
-int action_cache_get(const struct action_cache_options *o, const char *owner, const char *repo,
-                     const char *ref, char **dir_out, bool *downloaded, struct error *err)
+/* --- fetching ------------------------------------------------------------------------------ */
+
+struct action_fetch {
+    uv_loop_t *loop;
+    struct http_client *http;
+    char *owner, *repo, *version, *url, *authorization;
+    struct action_fetch_options o; /* its strings point at the copies above */
+    char *dir, *tmp;
+    int attempt;
+    struct http_request *req;
+    uv_timer_t timer; /* the wait between tries; closed at the end, then the fetch is freed */
+    uv_work_t work;   /* the extraction, off the loop */
+    bool working, cancelled, finished;
+    struct buf body;
+    struct error work_error;
+    int work_rc;
+};
+
+static void fetch_attempt(struct action_fetch *f);
+
+static void on_fetch_closed(uv_handle_t *h)
 {
-    *downloaded = false;
-    cleanup_free char *rel = xasprintf("%s/%s/%s", owner, repo, ref);
-    char *dir = path_join_inside(o->cache_dir, rel, err);
-    if (!dir)
-        return err->code;
-    struct stat st;
-    if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode)) {
-        *dir_out = dir;
-        return 0;
+    struct action_fetch *f = h->data;
+    buf_free(&f->body);
+    free(f->owner);
+    free(f->repo);
+    free(f->version);
+    free(f->url);
+    free(f->authorization);
+    free(f->dir);
+    free(f->tmp);
+    free(f);
+}
+
+static void fetch_finish(struct action_fetch *f, int rc, const struct error *err, bool downloaded)
+{
+    f->finished = true;
+    if (f->tmp) {
+        struct error ignored = {0};
+        path_remove_all(f->tmp, &ignored);
     }
-    if (o->offline) {
-        free(dir);
-        return error_set(err, ENOENT,
-                         "%s/%s@%s is not in the action cache (%s) and --offline forbids "
-                         "downloading it; run once without --offline to fetch it",
-                         owner, repo, ref, o->cache_dir);
+    f->o.on_done(rc, err, rc == 0 ? f->dir : NULL, downloaded, f->o.user);
+    uv_close((uv_handle_t *)&f->timer, on_fetch_closed);
+}
+
+static void fetch_cancelled(struct action_fetch *f)
+{
+    struct error e = {0};
+    error_set(&e, ECANCELED, "the download of %s/%s@%s was cancelled", f->owner, f->repo,
+              f->version);
+    fetch_finish(f, e.code, &e, false);
+}
+
+static void note(struct action_fetch *f, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void note(struct action_fetch *f, const char *fmt, ...)
+{
+    if (!f->o.on_note)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    cleanup_free char *line = xvasprintf(fmt, ap);
+    va_end(ap);
+    f->o.on_note(line, f->o.user);
+}
+
+static void on_backoff_done(uv_timer_t *t)
+{
+    struct action_fetch *f = t->data;
+    if (f->cancelled)
+        fetch_cancelled(f);
+    else
+        fetch_attempt(f);
+}
+
+/* As the official runner's DownloadRepositoryArchive: a warning for the failed try, then a
+ * random wait, then the next; after the last, one error naming the archive and the tries. */
+static void fetch_try_again(struct action_fetch *f, const char *why)
+{
+    int attempts = f->o.attempts > 0 ? f->o.attempts : 1;
+    if (f->attempt >= attempts) {
+        struct error e = {0};
+        error_set(&e, EIO, "Failed to download archive '%s' after %d attempts: %s", f->url,
+                  f->attempt, why);
+        fetch_finish(f, e.code, &e, false);
+        return;
     }
-    struct http_response resp = {0};
-    int rc = download(o, owner, repo, ref, &resp, err);
-    cleanup_free char *guid = codec_uuid4();
-    cleanup_free char *tmp = xasprintf("%s.tmp-%s", dir, guid);
-    if (rc == 0) {
-        rc = action_archive_extract(resp.body.data, resp.body.len, tmp, err);
-        if (rc < 0)
-            error_prefix(err, "%s/%s@%s", owner, repo, ref);
+    note(f, "Failed to download action '%s'. Error: %s", f->url, why);
+    uint64_t wait = f->o.backoff_min_ms;
+    if (f->o.backoff_max_ms > f->o.backoff_min_ms)
+        wait += (uint64_t)random() % (f->o.backoff_max_ms - f->o.backoff_min_ms + 1);
+    if (wait)
+        note(f, "Back off %.3f seconds before retry.", (double)wait / 1000.0);
+    uv_timer_start(&f->timer, on_backoff_done, wait, 0);
+}
+
+static void extract_work(uv_work_t *req)
+{
+    struct action_fetch *f = req->data;
+    f->work_rc = action_archive_extract(f->body.data, f->body.len, f->tmp, &f->work_error);
+}
+
+static void extract_done(uv_work_t *req, int status)
+{
+    struct action_fetch *f = req->data;
+    f->working = false;
+    buf_free(&f->body);
+    if (f->cancelled || status == UV_ECANCELED) {
+        fetch_cancelled(f);
+        return;
     }
-    http_response_free(&resp);
-    if (rc == 0 && rename(tmp, dir) < 0) {
+    if (f->work_rc < 0) {
+        struct error e = f->work_error;
+        error_prefix(&e, "%s/%s@%s", f->owner, f->repo, f->version);
+        fetch_finish(f, e.code, &e, false);
+        return;
+    }
+    bool downloaded = true;
+    if (rename(f->tmp, f->dir) < 0) {
         /* Another job put it there first: theirs is as good as ours. */
-        if (errno != EEXIST && errno != ENOTEMPTY)
-            rc = error_set_errno(err, errno, "cannot move the action into %s", dir);
-    } else if (rc == 0) {
-        *downloaded = true;
+        if (errno != EEXIST && errno != ENOTEMPTY) {
+            struct error e = {0};
+            error_set_errno(&e, errno, "cannot move the action into %s", f->dir);
+            fetch_finish(f, e.code, &e, false);
+            return;
+        }
+        downloaded = false;
     }
-    struct error ignored = {0};
-    path_remove_all(tmp, &ignored);
-    if (rc < 0) {
+    fetch_finish(f, 0, NULL, downloaded);
+}
+
+static void on_tarball(struct http_response *resp, const struct error *err, void *user)
+{
+    struct action_fetch *f = user;
+    f->req = NULL;
+    if (f->cancelled) {
+        fetch_cancelled(f);
+        return;
+    }
+    if (err) {
+        fetch_try_again(f, err->message);
+        return;
+    }
+    /* 404 and 403 cannot get better by asking again (ActionManager: ActionNotFoundException,
+     * AccessDeniedException). */
+    if (resp->status == 404 || resp->status == 403) {
+        struct error e = {0};
+        if (resp->status == 404)
+            error_set(&e, ENOENT, "An action could not be found at the URI '%s' (HTTP 404)",
+                      f->url);
+        else
+            error_set(&e, EACCES, "Access denied to '%s' (HTTP 403)", f->url);
+        fetch_finish(f, e.code, &e, false);
+        return;
+    }
+    if (resp->status < 200 || resp->status > 299) {
+        cleanup_free char *why =
+            xasprintf("Response status code does not indicate success: %ld.", resp->status);
+        fetch_try_again(f, why);
+        return;
+    }
+    f->body = resp->body;
+    resp->body = (struct buf)BUF_INIT;
+    cleanup_free char *guid = codec_uuid4();
+    f->tmp = xasprintf("%s.tmp-%s", f->dir, guid);
+    f->work.data = f;
+    f->working = true;
+    uv_queue_work(f->loop, &f->work, extract_work, extract_done);
+}
+
+static void fetch_attempt(struct action_fetch *f)
+{
+    f->attempt++;
+    const char *headers[] = {"User-Agent: GitHubActionsRunner-harrier", f->authorization, NULL};
+    struct http_request_options ho = {
+        .url = f->url,
+        .headers = headers,
+        .timeout_ms = f->o.timeout_ms ? f->o.timeout_ms : 20 * 60 * 1000,
+        .on_done = on_tarball,
+        .user = f,
+    };
+    struct error err = {0};
+    f->req = http_request_start(f->http, &ho, &err);
+    if (!f->req)
+        fetch_finish(f, err.code ? err.code : -1, &err, false);
+}
+
+struct action_fetch *action_fetch_start(uv_loop_t *loop, struct http_client *http,
+                                        const struct action_fetch_options *options,
+                                        struct error *err)
+{
+    char *dir =
+        action_cache_dir(options->cache_dir, options->owner, options->repo, options->version, err);
+    if (!dir)
+        return NULL;
+    if (!options->url || !options->on_done) {
         free(dir);
-        return rc;
+        error_set(err, EINVAL, "a fetch needs a URL and on_done");
+        return NULL;
     }
-    *dir_out = dir;
-    return 0;
+    struct action_fetch *f = xcalloc(1, sizeof *f);
+    f->loop = loop;
+    f->http = http;
+    f->o = *options;
+    f->owner = xstrdup(options->owner);
+    f->repo = xstrdup(options->repo);
+    f->version = xstrdup(options->version);
+    f->url = xstrdup(options->url);
+    f->authorization = options->authorization ? xstrdup(options->authorization) : NULL;
+    f->o.owner = f->owner;
+    f->o.repo = f->repo;
+    f->o.version = f->version;
+    f->o.url = f->url;
+    f->o.authorization = f->authorization;
+    f->o.cache_dir = NULL; /* not kept */
+    f->dir = dir;
+    f->body = (struct buf)BUF_INIT;
+    uv_timer_init(loop, &f->timer);
+    f->timer.data = f;
+    /* The first try starts from the loop, so that on_done never runs inside this call. */
+    uv_timer_start(&f->timer, on_backoff_done, 0, 0);
+    return f;
+}
+
+void action_fetch_cancel(struct action_fetch *f)
+{
+    if (f->finished || f->cancelled)
+        return;
+    f->cancelled = true;
+    if (f->req)
+        http_request_cancel(f->req);
+    else if (f->working)
+        uv_cancel((uv_req_t *)&f->work);
+    else
+        uv_timer_start(&f->timer, on_backoff_done, 0, 0);
 }

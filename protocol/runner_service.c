@@ -269,6 +269,15 @@ char *vss_error_type_key(const struct http_response *resp)
     return key;
 }
 
+char *vss_error_message(const struct http_response *resp)
+{
+    json_t *body = error_body(resp);
+    const char *m = json_get_string(body, "message");
+    char *copy = m ? xstrdup(m) : NULL;
+    json_decref(body);
+    return copy;
+}
+
 int vss_error_code(const struct http_response *resp)
 {
     json_t *body = error_body(resp);
@@ -356,12 +365,21 @@ struct vss_call {
     bool token_request; /* req is the OAuth token request */
     int auth_tries;
     bool cancelled;
+    bool starting; /* inside vss_call_start: a failure is returned, not reported */
+    bool failed_at_start;
+    struct error start_error;
 };
 
 static void call_send(struct vss_call *c);
 
 static void call_finish(struct vss_call *c, struct http_response *resp, const struct error *err)
 {
+    if (c->starting) {
+        c->failed_at_start = true;
+        if (err)
+            c->start_error = *err;
+        return;
+    }
     c->o.on_done(resp, err, c->o.user);
     free(c->url);
     free(c->method);
@@ -529,7 +547,20 @@ struct vss_call *vss_call_start(struct vss_conn *conn, const struct vss_call_opt
     }
     c->o.json = NULL;
     c->o.body = NULL;
+    c->starting = true;
     call_send(c);
+    c->starting = false;
+    if (c->failed_at_start) {
+        *err = c->start_error;
+        if (!err->message[0])
+            error_set(err, EIO, "the call to %s could not start", c->url);
+        free(c->url);
+        free(c->method);
+        free(c->content_type);
+        free(c->body);
+        free(c);
+        return NULL;
+    }
     return c;
 }
 
@@ -655,4 +686,242 @@ int vss_conn_connect_start(struct vss_conn *conn, vss_connect_fn *done, void *us
         return err->code;
     }
     return 0;
+}
+
+/* --- action download info (§8.2) ----------------------------------------------------------- */
+
+#define EMPTY_GUID "00000000-0000-0000-0000-000000000000"
+
+static char *member_copy(const json_t *object, const char *key)
+{
+    const char *v = json_get_string(object, key);
+    return v ? xstrdup(v) : NULL;
+}
+
+void vss_action_download_infos_free(struct vss_action_download_infos *infos)
+{
+    for (size_t i = 0; i < infos->count; i++) {
+        struct vss_action_download_info *a = &infos->items[i];
+        char *strings[] = {a->key,           a->name_with_owner, a->resolved_name_with_owner,
+                           a->ref,           a->resolved_sha,    a->tarball_url,
+                           a->zipball_url,   a->token,           a->package_version,
+                           a->package_digest};
+        for (size_t k = 0; k < sizeof strings / sizeof strings[0]; k++)
+            free(strings[k]);
+    }
+    free(infos->items);
+    *infos = (struct vss_action_download_infos){0};
+}
+
+int vss_action_download_infos_parse(const char *body, size_t len,
+                                    struct vss_action_download_infos *out, struct error *err)
+{
+    *out = (struct vss_action_download_infos){0};
+    json_t *doc = json_load_text(body, len, "the action download info", err);
+    if (!doc)
+        return err->code;
+    json_t *actions = json_get(doc, "actions");
+    if (!json_is_object(actions)) {
+        json_decref(doc);
+        return error_set(err, EPROTO, "the action download info has no 'actions' object");
+    }
+    out->items = xcalloc(json_object_size(actions) + 1, sizeof *out->items);
+    const char *key;
+    json_t *v;
+    json_object_foreach(actions, key, v)
+    {
+        struct vss_action_download_info *a = &out->items[out->count++];
+        a->key = xstrdup(key);
+        a->name_with_owner = member_copy(v, "nameWithOwner");
+        a->resolved_name_with_owner = member_copy(v, "resolvedNameWithOwner");
+        a->ref = member_copy(v, "ref");
+        a->resolved_sha = member_copy(v, "resolvedSha");
+        a->tarball_url = member_copy(v, "tarballUrl");
+        a->zipball_url = member_copy(v, "zipballUrl");
+        const char *token = json_get_string(json_get(v, "authentication"), "token");
+        a->token = token && *token ? xstrdup(token) : NULL;
+        json_t *package = json_get(v, "packageDetails");
+        a->package_version = member_copy(package, "version");
+        a->package_digest = member_copy(package, "manifestDigest");
+        if (!a->name_with_owner || !a->ref || !a->resolved_sha || !a->tarball_url) {
+            error_set(err, EPROTO,
+                      "the action download info for '%s' lacks nameWithOwner, ref, resolvedSha "
+                      "or tarballUrl",
+                      key);
+            vss_action_download_infos_free(out);
+            json_decref(doc);
+            return err->code;
+        }
+        if (!a->resolved_name_with_owner)
+            a->resolved_name_with_owner = xstrdup(a->name_with_owner);
+    }
+    json_decref(doc);
+    return 0;
+}
+
+struct vss_action_download_info_call {
+    struct vss_conn *conn;
+    struct vss_call *call;
+    char *route_scope, *route_hub, *route_plan, *query;
+    json_t *body;
+    vss_action_download_info_fn *done;
+    void *user;
+    bool cancelled;
+};
+
+static void download_info_call_free(struct vss_action_download_info_call *c)
+{
+    free(c->route_scope);
+    free(c->route_hub);
+    free(c->route_plan);
+    free(c->query);
+    json_decref(c->body);
+    free(c);
+}
+
+static void download_info_finish(struct vss_action_download_info_call *c, int rc,
+                                 const struct error *err,
+                                 const struct vss_action_download_infos *infos)
+{
+    c->done(rc, err, infos, c->user);
+    download_info_call_free(c);
+}
+
+/* The official runner gives up at once on the two exceptions that say the action cannot be
+ * had (ActionManager.GetDownloadInfoAsync); a 422 is how the service sends the first. */
+static bool download_info_refused_for_good(const struct http_response *resp)
+{
+    static const char *const final[] = {"UnresolvableActionDownloadInfoException",
+                                        "NonRetryableActionDownloadInfoException"};
+    if (resp->status == 422)
+        return true;
+    cleanup_free char *key = vss_error_type_key(resp);
+    for (size_t i = 0; key && i < sizeof final / sizeof final[0]; i++)
+        if (str_eq_nocase(key, final[i]))
+            return true;
+    return false;
+}
+
+static void on_download_info(struct http_response *resp, const struct error *err, void *user)
+{
+    struct vss_action_download_info_call *c = user;
+    c->call = NULL;
+    struct error e = {0};
+    if (err || c->cancelled) {
+        if (err)
+            e = *err;
+        else
+            error_set(&e, ECANCELED, "cancelled");
+        download_info_finish(c, e.code ? e.code : -1, &e, NULL);
+        return;
+    }
+    if (resp->status == 200) {
+        struct vss_action_download_infos infos;
+        if (vss_action_download_infos_parse(resp->body.data, resp->body.len, &infos, &e) < 0) {
+            download_info_finish(c, e.code, &e, NULL);
+            return;
+        }
+        download_info_finish(c, 0, NULL, &infos);
+        vss_action_download_infos_free(&infos);
+        return;
+    }
+    cleanup_free char *message = vss_error_message(resp);
+    if (message)
+        error_set(&e, EIO, "%s", message);
+    else
+        http_response_check(resp, "POST", &e);
+    if (!e.message[0])
+        error_set(&e, EIO, "the service answered %ld", resp->status);
+    if (download_info_refused_for_good(resp))
+        e.code = VSS_ERROR_ACTION_UNRESOLVABLE;
+    download_info_finish(c, e.code, &e, NULL);
+}
+
+static int download_info_post(struct vss_action_download_info_call *c, struct error *err)
+{
+    const char *route[] = {"scopeIdentifier", c->route_scope, "hubName", c->route_hub,
+                           "planId",          c->route_plan,  NULL};
+    cleanup_free char *url =
+        vss_conn_url(c->conn, VSS_LOC_ACTION_DOWNLOAD_INFO, route, c->query, err);
+    struct vss_call_options o = {
+        .method = "POST", .url = url, .json = c->body, .on_done = on_download_info, .user = c};
+    if (url)
+        c->call = vss_call_start(c->conn, &o, err);
+    return c->call ? 0 : (err->code ? err->code : -1);
+}
+
+static void on_download_info_locations(struct http_response *resp, const struct error *err,
+                                       void *user)
+{
+    struct vss_action_download_info_call *c = user;
+    c->call = NULL;
+    struct error e = {0};
+    int rc;
+    if (err || c->cancelled) {
+        if (err)
+            e = *err;
+        else
+            error_set(&e, ECANCELED, "cancelled");
+        rc = e.code ? e.code : -1;
+    } else {
+        rc = take_locations(c->conn, resp, &e);
+    }
+    if (rc == 0)
+        rc = download_info_post(c, &e);
+    if (rc < 0) {
+        error_prefix(&e, "reaching the job's service");
+        download_info_finish(c, rc, &e, NULL);
+    }
+}
+
+struct vss_action_download_info_call *
+vss_action_download_info_start(struct vss_conn *conn, const struct vss_plan_ids *ids,
+                               const struct vss_action_reference *actions, size_t count,
+                               vss_action_download_info_fn *done, void *user, struct error *err)
+{
+    if (!ids->plan || !ids->job) {
+        error_set(err, EINVAL, "the job message names no plan or job for actiondownloadinfo");
+        return NULL;
+    }
+    struct vss_action_download_info_call *c = xcalloc(1, sizeof *c);
+    c->conn = conn;
+    c->done = done;
+    c->user = user;
+    c->route_scope = xstrdup(ids->scope && *ids->scope ? ids->scope : EMPTY_GUID);
+    c->route_hub = xstrdup(ids->hub && *ids->hub ? ids->hub : "actions");
+    c->route_plan = xstrdup(ids->plan);
+    cleanup_free char *job = runner_url_escape(ids->job);
+    c->query = xasprintf("jobId=%s", job);
+    json_t *list = json_array();
+    for (size_t i = 0; i < count; i++)
+        json_array_append_new(list, json_pack("{s:s, s:s, s:s}", "nameWithOwner",
+                                              actions[i].name_with_owner, "ref", actions[i].ref,
+                                              "path", actions[i].path ? actions[i].path : ""));
+    c->body = json_pack("{s:o}", "actions", list);
+    if (vss_conn_connected(conn)) {
+        if (download_info_post(c, err) < 0) {
+            download_info_call_free(c);
+            return NULL;
+        }
+        return c;
+    }
+    cleanup_free char *url = connection_data_url(conn);
+    struct vss_call_options o = {.url = url,
+                                 .retries = 3,
+                                 .anonymous = true,
+                                 .on_done = on_download_info_locations,
+                                 .user = c};
+    c->call = vss_call_start(conn, &o, err);
+    if (!c->call) {
+        download_info_call_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void vss_action_download_info_cancel(struct vss_action_download_info_call *call)
+{
+    call->cancelled = true;
+    if (call->call)
+        vss_call_cancel(call->call);
 }

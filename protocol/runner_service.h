@@ -28,6 +28,7 @@
 #define VSS_LOC_LOGS "46f5667d-263a-4684-91b1-dff7fdcf64e2"
 #define VSS_LOC_ATTACHMENTS "7898f959-9cdf-4096-b29e-7f293031629e"
 #define VSS_LOC_EVENTS "557624af-b29e-4c20-8ab0-0399d2204f3f"
+#define VSS_LOC_ACTION_DOWNLOAD_INFO "27d7f831-88c1-4719-8ca1-6a061dad90eb"
 
 /* §2.2: github.com-like hosts (not GHES), unless GITHUB_ACTIONS_RUNNER_FORCE_GHES is set. */
 bool runner_url_is_hosted(const char *url);
@@ -52,10 +53,16 @@ char *vss_locations_url(const struct vss_locations *locations, const char *base,
 char *vss_error_type_key(const struct http_response *resp);
 /* Its errorCode (0 when absent). */
 int vss_error_code(const struct http_response *resp);
+/* Its message; NULL when the body is not a wrapped exception. Caller frees. */
+char *vss_error_message(const struct http_response *resp);
 
 /* err->code of a call whose OAuth token request was refused with invalid_client: the
  * registration was deleted (§3.3). */
 enum { VSS_ERROR_REGISTRATION_DELETED = -0x7e01, VSS_ERROR_CLOCK_SKEW = -0x7e02 };
+/* err->code of an action download info call the service refused for good (422,
+ * UnresolvableActionDownloadInfoException or NonRetryableActionDownloadInfoException, §8.2):
+ * the official runner does not try again. */
+enum { VSS_ERROR_ACTION_UNRESOLVABLE = -0x7e03 };
 
 struct vss_conn;
 
@@ -105,5 +112,55 @@ void vss_call_cancel(struct vss_call *call);
  * free with http_response_free), negative with err set otherwise. */
 int vss_call_sync(struct vss_conn *conn, const struct vss_call_options *options,
                   struct http_response *out, struct error *err);
+
+/* --- action download info (§8.2) ----------------------------------------------------------- */
+
+/* The plan a job belongs to: the route of job-scoped calls. scope NULL = the empty GUID, hub
+ * NULL = "actions". */
+struct vss_plan_ids {
+    const char *scope, *hub, *plan, *job;
+};
+
+/* One repository action to resolve: owner/repo, the ref as written, the sub-folder ("" none). */
+struct vss_action_reference {
+    const char *name_with_owner, *ref, *path;
+};
+
+/* What the service said about one action. key is "<nameWithOwner>@<ref>" as the service keyed
+ * it (the runner looks it up exactly, case-sensitively). token and the package members are NULL
+ * when absent. */
+struct vss_action_download_info {
+    char *key;
+    char *name_with_owner, *resolved_name_with_owner, *ref, *resolved_sha;
+    char *tarball_url, *zipball_url;
+    char *token;
+    char *package_version, *package_digest;
+};
+
+struct vss_action_download_infos {
+    struct vss_action_download_info *items;
+    size_t count;
+};
+
+/* Reads a 200 answer's body; negative with err when it is not the expected JSON. */
+int vss_action_download_infos_parse(const char *body, size_t len,
+                                    struct vss_action_download_infos *out, struct error *err);
+void vss_action_download_infos_free(struct vss_action_download_infos *infos);
+
+/* done: rc 0 with infos (the callee frees them after done returns), or negative with err
+ * (VSS_ERROR_ACTION_UNRESOLVABLE: do not try again; -ECANCELED: cancelled). */
+typedef void vss_action_download_info_fn(int rc, const struct error *err,
+                                         const struct vss_action_download_infos *infos, void *user);
+
+struct vss_action_download_info_call;
+/* POSTs the references to actiondownloadinfo with the connection's (job) token, after
+ * fetching connectionData when the connection has no locations yet. One try: the caller
+ * decides about another. NULL with err set when it cannot start (done is then not called). */
+struct vss_action_download_info_call *
+vss_action_download_info_start(struct vss_conn *conn, const struct vss_plan_ids *ids,
+                               const struct vss_action_reference *actions, size_t count,
+                               vss_action_download_info_fn *done, void *user, struct error *err);
+/* Stops it; done still comes, from the loop, with -ECANCELED. */
+void vss_action_download_info_cancel(struct vss_action_download_info_call *call);
 
 #endif

@@ -220,7 +220,7 @@ static int make_folders(struct worker *w, struct error *err)
         if (path_mkdir_all(folders[i], 0755, err) < 0)
             return err->code;
     json_t *event = json_get(json_get(w->contexts, "github"), "event");
-    cleanup_free char *text = json_dumps(event ? event : json_object(), JSON_INDENT(2));
+    cleanup_free char *text = event ? json_dumps(event, JSON_INDENT(2)) : xstrdup("{}");
     return path_write_file(w->event_path, text, strlen(text), 0644, err);
 }
 
@@ -477,6 +477,11 @@ static void start_next_step(struct worker *w);
 static void on_advance(uv_timer_t *t)
 {
     start_next_step(t->data);
+}
+
+void worker_advance(struct worker *w)
+{
+    uv_timer_start(&w->advance, on_advance, 0, 0);
 }
 static void step_maybe_done(struct running_step *rs);
 
@@ -745,6 +750,10 @@ static void step_maybe_done(struct running_step *rs)
         cleanup_free char *m = xasprintf("The action '%s' has timed out after %g minutes.",
                                          rs->display_name, rs->timeout_minutes);
         log_error_annotation(w, rs, m);
+        outcome = EVENTS_FAILURE;
+    } else if (rs->timed_out_by_composite) {
+        /* The composite around it ran out of time (CompositeActionHandler's message). */
+        log_error_annotation(w, rs, "The action has timed out.");
         outcome = EVENTS_FAILURE;
     } else if (rs->result.canceled || (w->cancel_requested && rs->result.term_signal)) {
         worker_log_line(w, rs, "##[error]The operation was canceled.");
@@ -1040,7 +1049,7 @@ static enum step_start start_step(struct worker *w, const struct job_step *s,
     rs->step = s;
     rs->stage = stage;
     rs->frame = item ? item->frame : w->frame;
-    rs->inner = stage == EVENTS_STAGE_MAIN && rs->frame->owner;
+    rs->inner = !item && rs->frame->owner; /* a composite's step, in its main or pre stage */
     rs->number = rs->inner ? rs->frame->owner->number : ++w->step_counter;
     rs->outputs = json_object();
     rs->started_ms = now_ms();
@@ -1095,7 +1104,7 @@ static enum step_start start_step(struct worker *w, const struct job_step *s,
         }
     }
     json_decref(inputs);
-    if (rc == 0 && started == STEP_RUNNING) {
+    if (rc == 0 && (started == STEP_RUNNING || started == STEP_WAITING)) {
         w->current = rs;
         return STEP_RUNNING;
     }
@@ -1134,13 +1143,17 @@ static void start_next_step(struct worker *w)
                 return;
             continue;
         }
-        if (w->pre_steps) {
+        if (w->pre_steps && !f->owner) {
             item = w->pre_steps;
             w->pre_steps = item->next;
             stage = EVENTS_STAGE_PRE;
             s = item->step;
+        } else if (f->next < f->count && worker_frame_timed_out(f)) {
+            f->next = f->count; /* the composite's time is up: nothing more of it starts */
+            continue;
         } else if (f->next < f->count) {
             s = &f->steps[f->next++];
+            stage = f->stage;
         } else if (f->owner) {
             worker_end_composite(w, f);
             continue;
@@ -1160,9 +1173,11 @@ static void start_next_step(struct worker *w)
         set_env_context(w, item ? item->frame : f);
         struct error err = {0};
         const char *condition = item ? stage_condition(w, item, stage) : s->condition;
+        if (!item && stage == EVENTS_STAGE_PRE && !(condition = worker_pre_condition(w, f, s)))
+            continue; /* a composite's pre stage runs only its actions' pre steps */
         bool run = condition_true(w, condition, &err);
         if (err.message[0] || !run) {
-            bool inner = stage == EVENTS_STAGE_MAIN && f->owner;
+            bool inner = !item && f->owner;
             int number = inner ? f->owner->number : ++w->step_counter;
             if (!inner) {
                 cleanup_free char *shown =
@@ -1175,7 +1190,7 @@ static void start_next_step(struct worker *w)
             }
             if (stage == EVENTS_STAGE_MAIN)
                 skip_step(w, s, number, inner);
-            else
+            else if (!inner)
                 events_step_finished(w->events, number, EVENTS_SKIPPED, EVENTS_SKIPPED, NULL, 0,
                                      NULL);
             post_step_free(item);
@@ -1254,6 +1269,7 @@ static void finish_job(struct worker *w)
         sandbox_job_free(w->sandbox);
         w->sandbox = NULL;
     }
+    worker_actions_close(w);
     /* The loop ends when the last handle has closed: ours here, the sandbox's on its own. */
     uv_close((uv_handle_t *)&w->sigint, NULL);
     uv_close((uv_handle_t *)&w->sigterm, NULL);
@@ -1277,6 +1293,7 @@ static void cancel_job(struct worker *w, bool shutdown)
         w->status = JOB_CANCELLED;
         json_object_set_new(json_get(w->contexts, "job"), "status", json_string("cancelled"));
     }
+    worker_actions_cancel(w); /* set-up downloads, or a composite's */
     struct running_step *rs = w->current;
     if (!rs || !rs->handle || worker_hook_outlives_cancel(rs))
         return;
@@ -1330,34 +1347,6 @@ static void log_set_up_header(struct worker *w)
         cleanup_free char *line = xasprintf(lines[i][0], lines[i][1]);
         worker_log_line(w, NULL, line);
     }
-}
-
-/* Every uses: of the job's own steps found and downloaded before the first step, as the
- * official runner does; pre steps queued for the actions that have one. Local actions are
- * read when their step starts (the workspace holds them only after a checkout). */
-static int prepare_actions(struct worker *w, struct error *err)
-{
-    w->actions_cache = w->opt->actions_cache ? xstrdup(w->opt->actions_cache)
-                                             : path_join(w->opt->work_root, "_actions");
-    struct post_step **tail = &w->pre_steps;
-    for (size_t i = 0; i < w->msg->step_count; i++) {
-        const struct job_step *s = &w->msg->steps[i];
-        if (s->kind != JOB_STEP_REPOSITORY ||
-            (s->repository_type && str_eq_nocase(s->repository_type, "self")))
-            continue;
-        struct resolved_action *r;
-        if (worker_resolve_step(w, s, &r, err) < 0)
-            return err->code;
-        if (!r->action || r->action->kind != ACTION_NODE || !r->action->pre)
-            continue;
-        struct post_step *p = xcalloc(1, sizeof *p);
-        p->step = s;
-        p->resolved = r;
-        p->frame = w->frame;
-        *tail = p;
-        tail = &p->next;
-    }
-    return 0;
 }
 
 static bool job_uses_actions(const struct job_message *msg)
@@ -1427,19 +1416,41 @@ static int set_up(struct worker *w, struct error *err)
     f->steps_context = json_incref(json_get(w->contexts, "steps"));
     f->inputs_context = json_incref(json_get(w->contexts, "inputs"));
     f->env_overlay = json_object();
+    f->stage = EVENTS_STAGE_MAIN;
     w->frame = w->frames = f;
-    if ((rc = prepare_actions(w, err)) < 0)
-        return rc;
-    struct sandbox_job_options so = {
-        .level = w->opt->sandbox_level,
-        .allow_fallback = w->opt->sandbox_fallback,
-        .hide_paths = w->opt->hide_paths,
-        .writable_paths = (const char *const[]){w->opt->work_root, NULL},
-    };
-    if ((rc = sandbox_job_new(&w->loop, &so, &w->sandbox, err)) < 0)
-        return rc;
-    w->hooks = worker_hooks_new(); /* a job that could not be set up runs no hooks either */
     return 0;
+}
+
+/* Set-up goes on once the job's actions are downloaded (on the loop, so that a cancellation
+ * is heard meanwhile). A set-up that failed or was cancelled runs no step, as on GitHub. */
+static void on_actions_ready(struct worker *w, int rc, const struct error *err)
+{
+    struct error e = {0};
+    if (rc == 0 && !w->cancel_requested) {
+        struct sandbox_job_options so = {
+            .level = w->opt->sandbox_level,
+            .allow_fallback = w->opt->sandbox_fallback,
+            .hide_paths = w->opt->hide_paths,
+            .writable_paths = (const char *const[]){w->opt->work_root, NULL},
+        };
+        rc = sandbox_job_new(&w->loop, &so, &w->sandbox, &e);
+        err = &e;
+        if (rc == 0)
+            w->hooks = worker_hooks_new(); /* a job that could not be set up runs no hooks */
+    }
+    if (w->cancel_requested) {
+        worker_log_line(w, NULL, "##[error]The operation was canceled.");
+        finish_job(w);
+        return;
+    }
+    if (rc < 0) {
+        worker_report_error(w, NULL, err);
+        w->status = JOB_FAILED;
+        finish_job(w);
+        return;
+    }
+    if (!job_uses_actions(w->msg) || !probe_node(w))
+        start_next_step(w);
 }
 
 int worker_run(struct job_message *message, const struct worker_options *options, bool *succeeded,
@@ -1471,10 +1482,10 @@ int worker_run(struct job_message *message, const struct worker_options *options
     if (rc < 0) {
         worker_report_error(w, NULL, err);
         w->status = JOB_FAILED;
-        w->next_step = message->step_count; /* nothing runs; the job still reports its end */
+        finish_job(w); /* nothing runs; the job still reports its end */
+    } else {
+        worker_prepare_actions(w, on_actions_ready);
     }
-    if (rc < 0 || !job_uses_actions(message) || !probe_node(w))
-        start_next_step(w);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     current_worker = NULL;
     *succeeded = w->status == JOB_SUCCEEDED && !w->cancel_requested;

@@ -20,7 +20,9 @@ struct worker_options {
     const char *const *hide_paths; /* runner credentials, other jobs' folders */
     int events_fd;                 /* where events go (JSON lines) */
     const char *actions_cache;     /* downloaded actions; NULL = <work_root>/_actions */
-    const char *actions_url;       /* tarball URL pattern; NULL = GitHub's */
+    const char *actions_url;       /* tarball URL pattern; NULL: the job's service when its
+                                      message names one (runner mode, actiondownloadinfo),
+                                      else GitHub's tarballs */
     const char *node;              /* node for JavaScript actions; NULL = node on PATH */
     const char *checkout_dir;      /* local mode: the checkout actions/checkout copies */
     bool offline;                  /* only the action cache */

@@ -7,6 +7,7 @@
 
 #include "actions/action.h"
 #include "lib/buf.h"
+#include "protocol/runner_service.h"
 #include "runner/events.h"
 #include "runner/file_commands.h"
 #include "runner/masker.h"
@@ -26,17 +27,24 @@ enum { FC_OUTPUT, FC_ENV, FC_PATH, FC_STATE, FC_SUMMARY, FC_COUNT };
 
 struct worker;
 
-/* What a uses: step runs: found (and downloaded) once per step, at set-up for the job's own
- * steps, when a composite starts for the steps inside it. */
+/* What a uses: step runs: found once per step. Repository actions are downloaded and read at
+ * set-up, those inside composite actions too (recursively); local actions when their step
+ * starts, and the repository actions inside a local composite when it starts. */
 struct resolved_action {
     struct resolved_action *next;
     const struct job_step *step;
-    struct action *action; /* NULL for the checkout copy */
-    char *dir;             /* the action's folder */
-    char *repository;      /* owner/repo, "" for local actions */
+    struct resolved_action *parent; /* the composite action it sits in; NULL: the job's */
+    struct action *action;          /* NULL for the checkout copy */
+    char *dir;                      /* the action's folder */
+    char *repository;               /* owner/repo, "" for local actions */
     char *ref;
-    bool checkout_copy; /* local mode: actions/checkout could not be fetched; copy the tree */
-    json_t *state;      /* STATE_* saved by its pre and main steps */
+    bool checkout_copy;     /* local mode: actions/checkout could not be fetched; copy the tree */
+    json_t *state;          /* STATE_* saved by its pre and main steps */
+    struct job_step *steps; /* composite: its runs.steps, converted once (stable pointers: the
+                               steps' own resolved actions are found by them) */
+    size_t step_count;
+    bool steps_ready;
+    struct arena arena;
 };
 
 /* The steps being run: the job's, or a composite action's (pushed when it starts). */
@@ -49,7 +57,10 @@ struct frame {
     json_t *steps_context, *inputs_context;
     json_t *env_overlay; /* the env: of the uses: steps around this frame */
     bool failed;
-    struct arena arena; /* the steps, converted from action.yml */
+    enum events_stage stage; /* MAIN, or PRE: a composite's pre, its actions' pre steps */
+    uv_timer_t timer;        /* the composite step's timeout-minutes, over all its steps */
+    bool timer_open, timed_out;
+    struct arena arena; /* conditions built for its steps */
 };
 
 /* A post step waiting for the job's end, registered when its action's main step ran. */
@@ -80,6 +91,7 @@ struct running_step {
     bool exited;
     struct sandbox_step_result result;
     bool timed_out, failed_by_command, continue_on_error;
+    bool timed_out_by_composite; /* the timeout of a composite it runs in ended it */
     double timeout_minutes;
     const char *condition; /* its if:, tested again when the job is cancelled; not owned */
     uint64_t started_ms;
@@ -108,7 +120,6 @@ struct worker {
     enum job_status status;
     bool cancel_requested;
     bool shutting_down; /* the runner is stopping: nothing running goes on */
-    size_t next_step;
     struct running_step *current;
     uv_signal_t sigint, sigterm;
     uv_async_t cancel_async;
@@ -119,12 +130,21 @@ struct worker {
     struct frame *frame, *frames;             /* the current frame; every frame, freed at the end */
     struct post_step *pre_steps, *post_steps; /* pre: in order; post: a stack */
     char *actions_cache;
+    struct actions_prepare *prepare; /* actions being resolved and downloaded, or NULL */
+    struct http_client *http;        /* for actions: made when first needed */
+    struct vss_conn *job_conn;       /* runner mode: the job's service (actiondownloadinfo) */
+    json_t *download_infos;          /* "owner/repo@ref" → what the service said */
+    json_t *action_roots;            /* cache folders fetched or found in this job */
+    uv_timer_t actions_timer;        /* back-off between actiondownloadinfo tries */
+    bool actions_timer_open;
     char *node_version; /* "v20.1.0", once asked */
     int probe_fd;
     struct worker_hooks *hooks; /* runner/worker_hooks_internal.h; NULL: none configured */
 };
 
-enum step_start { STEP_FINISHED, STEP_RUNNING, STEP_ENTERED };
+/* STEP_WAITING: a composite waits for the actions inside it to be downloaded; it goes on by
+ * itself (worker_advance) */
+enum step_start { STEP_FINISHED, STEP_RUNNING, STEP_ENTERED, STEP_WAITING };
 
 /* worker.c */
 void worker_template_context(struct worker *w, struct expr_context *ec,
@@ -137,12 +157,28 @@ void worker_finish_step(struct running_step *rs, enum events_result outcome);
 void worker_running_step_free(struct running_step *rs);
 /* The step's GITHUB_OUTPUT, GITHUB_ENV… files, empty, in the job's file-command folder. */
 int worker_create_file_command_files(struct running_step *rs, struct error *err);
+/* Moves on to the next step from a fresh loop turn. */
+void worker_advance(struct worker *w);
 /* Starts argv in the job's sandbox, its output read into the step's log. */
 int worker_spawn_process(struct running_step *rs, const char *const *argv, const char *cwd,
                          struct error *err);
 
 /* worker_actions.c */
-/* Finds what a uses: step runs, once per step (downloading it when it is not cached). */
+/* Job set-up: every repository action of the job (and inside its composite actions) resolved
+ * (runner mode: the service's actiondownloadinfo), downloaded into the cache unless there, and
+ * read; pre steps queued. done comes once, maybe before this returns. */
+typedef void worker_actions_ready_fn(struct worker *w, int rc, const struct error *err);
+void worker_prepare_actions(struct worker *w, worker_actions_ready_fn *done);
+/* Stops a preparation under way (cancellation); its continuation sees -ECANCELED. */
+void worker_actions_cancel(struct worker *w);
+/* The job's end: the action download's client and handles closed. */
+void worker_actions_close(struct worker *w);
+/* In a composite's pre frame: the condition a step runs under (its action's pre-if), or NULL
+ * when its action has no pre step (the step does not appear). */
+const char *worker_pre_condition(struct worker *w, struct frame *f, const struct job_step *s);
+/* Whether f or a composite around it ran out of time: its remaining steps do not start. */
+bool worker_frame_timed_out(const struct frame *f);
+/* Finds what a uses: step runs, once per step (read from the prepared cache). */
 int worker_resolve_step(struct worker *w, const struct job_step *s, struct resolved_action **out,
                         struct error *err);
 void worker_resolved_action_free(struct resolved_action *r);

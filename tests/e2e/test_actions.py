@@ -668,3 +668,189 @@ def test_a_missing_node_is_named(repo, exec_in):
     assert p.returncode == 1
     assert "is a JavaScript action and no node was found" in p.stdout
     assert "--node PATH" in p.stdout
+
+
+# ---- timeout-minutes of a composite step; pre steps of actions inside composites ----------
+
+def test_composite_timeout_bounds_its_inner_steps(repo, exec_in):
+    repo.write(".github/actions/inner/action.yml", """
+        name: inner
+        runs:
+          using: composite
+          steps:
+            - shell: bash
+              run: echo "inner started"; sleep 60; echo "inner not reached"
+    """)
+    repo.write(".github/actions/outer/action.yml", """
+        name: outer
+        runs:
+          using: composite
+          steps:
+            - shell: bash
+              run: echo "outer first"
+            - uses: ./.github/actions/inner
+            - shell: bash
+              run: echo "outer after inner"
+    """)
+    repo.write(".github/workflows/ci.yml", """
+        on: push
+        jobs:
+          build:
+            runs-on: self-hosted
+            steps:
+              - uses: actions/checkout@v4
+              - id: o
+                uses: ./.github/actions/outer
+                timeout-minutes: 0.05
+              - if: always()
+                run: echo "later always step outcome=${{ steps.o.outcome }}"
+    """)
+    p = exec_in("--json", "--actions-url", "http://127.0.0.1:9/{owner}/{repo}/{ref}", timeout=60)
+    assert p.returncode == 1, p.stdout + p.stderr
+    evs = events(p.stdout)
+    lines = logs(evs)
+    assert "outer first" in lines and "inner started" in lines
+    assert "inner not reached" not in lines and "outer after inner" not in lines
+    # The running inner step is cancelled as the official composite handler says it...
+    assert "##[error]The action has timed out." in lines
+    # ...and the composite step fails with the usual timeout message.
+    assert "##[error]The action 'Run ./.github/actions/outer' has timed out after 0.05 minutes." in lines
+    assert "later always step outcome=failure" in lines
+    started = {e["step"]: e for e in evs if e["event"] == "step_started"}
+    finished = {e["step"]: e for e in evs if e["event"] == "step_finished"}
+    outer = [n for n, e in started.items() if e["name"] == "Run ./.github/actions/outer"][0]
+    assert finished[outer]["conclusion"] == "failure"
+    # 3 s, not the 60 s sleep.
+    t0, t1 = started[outer]["time"], finished[outer]["time"]
+    secs = lambda t: int(t[11:13]) * 3600 + int(t[14:16]) * 60 + float(t[17:23])
+    assert 2.5 <= secs(t1) - secs(t0) < 15
+
+
+PRE_ACTION = {
+    "action.yml": """
+        name: with-pre
+        inputs: {tag: {default: none}}
+        runs:
+          using: node20
+          pre: pre.js
+          main: main.js
+          post: post.js
+    """,
+    "pre.js": """
+        const fs = require('fs');
+        fs.appendFileSync(process.env.GITHUB_STATE, `from=pre-${process.env.INPUT_TAG}\\n`);
+        console.log(`nested pre ${process.env.INPUT_TAG}`);
+    """,
+    "main.js": """
+        console.log(`nested main ${process.env.INPUT_TAG} state=${process.env.STATE_from || 'none'}`);
+    """,
+    "post.js": """
+        console.log(`nested post ${process.env.INPUT_TAG} state=${process.env.STATE_from || 'none'}`);
+    """,
+}
+
+
+def test_pre_steps_of_actions_inside_composites(repo, exec_in, server):
+    """As ActionManager: a repository composite whose actions have pre steps gets a pre step
+    of its own ("Pre <name>", at the job's start) that runs theirs, each under its pre-if,
+    at any depth; the state they save reaches their main and post steps. A local composite is
+    read only when it starts: its actions' pre steps do not run, and the runner says so."""
+    server.add("octo/with-pre/v1", PRE_ACTION)
+    # pre-if sees the job's contexts (no step has run yet, the action's inputs are not there).
+    server.add("octo/pre-off/v1", dict(PRE_ACTION, **{"action.yml": PRE_ACTION["action.yml"].replace(
+        "pre: pre.js", "pre: pre.js\n          pre-if: runner.os == 'Windows'")}))
+    server.add("octo/wrapper/v1", {"action.yml": """
+        name: wrapper
+        inputs: {tag: {default: w}}
+        runs:
+          using: composite
+          steps:
+            - uses: octo/with-pre@v1
+              with: {tag: "${{ inputs.tag }}"}
+            - uses: octo/pre-off@v1
+              with: {tag: skipped-pre}
+    """})
+    server.add("octo/deep/v1", {"action.yml": """
+        name: deep
+        runs:
+          using: composite
+          steps:
+            - uses: octo/wrapper@v1
+              with: {tag: deep}
+    """})
+    repo.write(".github/actions/local/action.yml", """
+        name: local
+        runs:
+          using: composite
+          steps:
+            - uses: octo/with-pre@v1
+              with: {tag: local}
+    """)
+    repo.write(".github/workflows/ci.yml", """
+        on: push
+        jobs:
+          build:
+            runs-on: self-hosted
+            steps:
+              - uses: actions/checkout@v4
+              - uses: octo/wrapper@v1
+                with: {tag: top}
+              - uses: octo/deep@v1
+              - uses: ./.github/actions/local
+    """)
+    p = exec_in("--json", "--actions-url", server.url)
+    assert p.returncode == 0, p.stdout + p.stderr
+    evs = events(p.stdout)
+    names = {e["step"]: e["name"] for e in evs if e["event"] == "step_started"}
+    stages = {e["step"]: e["stage"] for e in evs if e["event"] == "step_started"}
+    by_step = {}
+    for e in evs:
+        if e["event"] == "log":
+            by_step.setdefault(e["step"], []).append(e["line"])
+    pre_steps = [n for n in sorted(names) if stages[n] == "pre"]
+    assert [names[n] for n in pre_steps] == ["Pre Run octo/wrapper@v1", "Pre Run octo/deep@v1"]
+    assert "nested pre top" in by_step[pre_steps[0]]
+    assert "nested pre deep" in by_step[pre_steps[1]]
+    all_lines = logs(evs)
+    assert not any("nested pre skipped-pre" in l for l in all_lines)   # its pre-if is false
+    assert not any(l.startswith("nested pre local") for l in all_lines)
+    # State saved by the pre steps reaches main (and post), per use of the action.
+    for want in ["nested main top state=pre-top", "nested main deep state=pre-deep",
+                 "nested main skipped-pre state=none", "nested main local state=none",
+                 "nested post top state=pre-top", "nested post deep state=pre-deep"]:
+        assert want in all_lines, (want, all_lines)
+    assert "##[warning]`pre` execution is not supported for local action from " \
+           "'./.github/actions/local'" in all_lines
+    # Pre steps come before every main step, posts after.
+    first_main = min(n for n in names if stages[n] == "main")
+    assert all(n < first_main for n in pre_steps)
+
+
+def test_composite_nesting_stops_at_the_official_depth(repo, exec_in, server):
+    """Composite actions inside composite actions, each downloaded at set-up: nine levels
+    below the job's step are allowed, a tenth fails the job before any step runs
+    (Constants.CompositeActionsMaxDepth)."""
+    def chain(length):
+        for i in range(length):
+            last = i == length - 1
+            step = ('- {shell: bash, run: echo "bottom of the chain"}' if last
+                    else f"- uses: octo/c{i + 1}-{length}@v1")
+            server.add(f"octo/c{i}-{length}/v1", {
+                "action.yml": f"name: c{i}\nruns:\n  using: composite\n  steps:\n    {step}\n"})
+        repo.write(".github/workflows/ci.yml", f"""
+            on: push
+            jobs:
+              build:
+                runs-on: self-hosted
+                steps:
+                  - run: echo first step
+                  - uses: octo/c0-{length}@v1
+        """)
+        return exec_in("--actions-url", server.url)
+    p = chain(10)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "bottom of the chain" in p.stdout
+    p = chain(11)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "Composite action depth exceeded max depth 9" in p.stdout
+    assert "| first step" not in p.stdout

@@ -19,6 +19,10 @@ Routes (any method; a request body is always read in full, chunked or not):
   /retry-after?key=K          429 with "Retry-After: 1" the first time, then 200
   /redirect                   302 to /hello
   /close                      200 "bye\n" with "Connection: close", then closes
+  /store?key=K                keeps the request body under K (204)
+  /stored?key=K&fail=N&code=C answers C (default 500) to the first N requests (default 0),
+                              then 200 with what /store kept under K (404 when nothing);
+                              /hits?key=stored:K counts them
 """
 import argparse
 import hashlib
@@ -34,6 +38,7 @@ import urllib.parse
 
 HITS = {}
 HITS_LOCK = threading.Lock()
+STORED = {}
 
 
 def make_certificate(folder):
@@ -153,6 +158,23 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.send(int(query.get("code", 500)), f"failure {count}")
             else:
                 self.send(200, self.echo(body, chunked), "application/json")
+        elif route == "/store":
+            with HITS_LOCK:
+                STORED[query.get("key", "")] = body
+            self.send(204, b"")
+        elif route == "/stored":
+            key = query.get("key", "")
+            with HITS_LOCK:
+                times = HITS.setdefault("stored:" + key, [])
+                times.append(time.monotonic())
+                count = len(times)
+                data = STORED.get(key)
+            if count <= int(query.get("fail", 0)):
+                self.send(int(query.get("code", 500)), f"failure {count}")
+            elif data is None:
+                self.send(404, "nothing stored\n")
+            else:
+                self.send(200, data, "application/x-gzip")
         elif route == "/hits":
             with HITS_LOCK:
                 times = list(HITS.get(query.get("key", ""), []))

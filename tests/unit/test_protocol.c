@@ -124,6 +124,65 @@ Test(protocol_errors, type_key_then_type_name)
     http_response_free(&r);
 }
 
+Test(protocol_errors, message_of_a_wrapped_exception)
+{
+    struct http_response r;
+    response_with(&r, "{\"typeKey\":\"UnresolvableActionDownloadInfoException\","
+                      "\"message\":\"Unable to resolve action `octo/x@v9`\"}");
+    char *m = vss_error_message(&r);
+    cr_assert_str_eq(m, "Unable to resolve action `octo/x@v9`");
+    free(m);
+    http_response_free(&r);
+    response_with(&r, "not json");
+    cr_assert_null(vss_error_message(&r));
+    http_response_free(&r);
+}
+
+/* §8.2: the answer is keyed by nameWithOwner@ref as written; the token is optional. */
+Test(protocol_action_download_info, parse_keeps_keys_tokens_and_package_details)
+{
+    const char *body =
+        "{\"actions\": {"
+        "\"Octo/Tool@v1\": {\"nameWithOwner\": \"Octo/Tool\", \"resolvedNameWithOwner\": "
+        "\"octo/tool\", \"ref\": \"v1\", \"resolvedSha\": \"aaaa\", \"tarballUrl\": "
+        "\"http://h/t/aaaa\", \"zipballUrl\": \"http://h/z/aaaa\", \"authentication\": "
+        "{\"token\": \"ghs_x\", \"expiresAt\": \"2030-01-01T00:00:00Z\"}, "
+        "\"packageDetails\": null},"
+        "\"octo/pkg@v2\": {\"NameWithOwner\": \"octo/pkg\", \"Ref\": \"v2\", "
+        "\"ResolvedSha\": \"bbbb\", \"TarballUrl\": \"http://h/t/bbbb\", "
+        "\"packageDetails\": {\"version\": \"2.0.1\", \"manifestDigest\": \"sha256:cc\"}}"
+        "}}";
+    struct vss_action_download_infos infos;
+    struct error err = {0};
+    cr_assert_eq(vss_action_download_infos_parse(body, strlen(body), &infos, &err), 0, "%s",
+                 err.message);
+    cr_assert_eq(infos.count, 2);
+    const struct vss_action_download_info *a = &infos.items[0], *b = &infos.items[1];
+    if (strcmp(a->key, "Octo/Tool@v1") != 0) {
+        const struct vss_action_download_info *t = a;
+        a = b;
+        b = t;
+    }
+    cr_assert_str_eq(a->key, "Octo/Tool@v1");
+    cr_assert_str_eq(a->resolved_name_with_owner, "octo/tool");
+    cr_assert_str_eq(a->resolved_sha, "aaaa");
+    cr_assert_str_eq(a->tarball_url, "http://h/t/aaaa");
+    cr_assert_str_eq(a->token, "ghs_x");
+    cr_assert_null(a->package_version);
+    cr_assert_str_eq(b->key, "octo/pkg@v2");
+    cr_assert_null(b->token, "no authentication: the caller uses the job's token");
+    cr_assert_str_eq(b->resolved_name_with_owner, "octo/pkg");
+    cr_assert_str_eq(b->package_version, "2.0.1");
+    cr_assert_str_eq(b->package_digest, "sha256:cc");
+    vss_action_download_infos_free(&infos);
+
+    const char *bad = "{\"actions\": {\"o/r@v1\": {\"nameWithOwner\": \"o/r\"}}}";
+    cr_assert_lt(vss_action_download_infos_parse(bad, strlen(bad), &infos, &err), 0);
+    cr_assert(strstr(err.message, "o/r@v1"), "%s", err.message);
+    const char *none = "{\"value\": []}";
+    cr_assert_lt(vss_action_download_infos_parse(none, strlen(none), &infos, &err), 0);
+}
+
 static struct runner_key *shared_key(void)
 {
     static struct runner_key *key;
