@@ -11,6 +11,7 @@
 #include "runner/local_context.h"
 #include "runner/planner.h"
 #include "runner/terminal.h"
+#include "runner/worker_process.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -56,10 +57,7 @@ struct exec_run {
     size_t config;
     int term; /* the terminal's job number */
     char *work, *message_path;
-    struct sandbox_step *proc;
-    uv_pipe_t pipe;
-    bool pipe_open, pipe_closing, exited;
-    struct buf partial;
+    struct worker_process *worker; /* NULL once it is done */
     int exit_code;
     bool reported; /* a job_finished event arrived */
     enum events_result result;
@@ -389,7 +387,6 @@ static void run_free(struct exec_run *r)
         path_remove_all(r->work, &err);
     free(r->work);
     free(r->message_path);
-    buf_free(&r->partial);
     json_decref(r->outputs);
     free(r);
 }
@@ -412,52 +409,19 @@ static void on_event_line(struct exec_run *r, const char *line, size_t len)
     events_event_free(&ev);
 }
 
-static void run_maybe_done(struct exec_run *r);
+static void run_done(struct exec_run *r);
 
-static void on_pipe_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+static void on_event_data(void *data, const char *line, size_t len)
 {
-    (void)h;
-    buf->base = xmalloc(suggested);
-    buf->len = suggested;
+    on_event_line(data, line, len);
 }
 
-static void on_pipe_closed(uv_handle_t *h)
+static void on_worker_exit(void *data, int exit_code)
 {
-    struct exec_run *r = h->data;
-    r->pipe_closing = false;
-    run_maybe_done(r);
-}
-
-static void on_pipe_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf)
-{
-    struct exec_run *r = stream->data;
-    if (n > 0) {
-        buf_append(&r->partial, buf->base, (size_t)n);
-        size_t start = 0;
-        for (size_t i = 0; i < r->partial.len; i++)
-            if (r->partial.data[i] == '\n') {
-                on_event_line(r, r->partial.data + start, i - start);
-                start = i + 1;
-            }
-        buf_consume(&r->partial, start);
-    }
-    free(buf->base);
-    if (n < 0) {
-        r->pipe_open = false;
-        r->pipe_closing = true;
-        uv_close((uv_handle_t *)&r->pipe, on_pipe_closed);
-    }
-}
-
-static void on_worker_exit(struct sandbox_step *step, const struct sandbox_step_result *res,
-                           void *data)
-{
-    (void)step;
     struct exec_run *r = data;
-    r->exited = true;
-    r->proc = NULL;
-    r->exit_code = res->term_signal ? 128 + res->term_signal : res->exit_code;
-    run_maybe_done(r);
+    r->worker = NULL;
+    r->exit_code = exit_code;
+    run_done(r);
 }
 
 static const char *result_name(enum events_result r)
@@ -483,10 +447,9 @@ static void merge_outputs(struct exec_job *j, json_t *outputs)
     }
 }
 
-static void run_maybe_done(struct exec_run *r)
+/* The worker is gone and every event it wrote was read. */
+static void run_done(struct exec_run *r)
 {
-    if (!r->exited || r->pipe_open || r->pipe_closing)
-        return;
     struct exec_job *j = r->job;
     struct exec_state *s = j->s;
     const char *result;
@@ -628,29 +591,8 @@ static int spawn_worker(struct exec_run *r, struct error *err)
         argv[n++] = sandbox_level_name(s->o->sandbox_level);
     }
     argv[n] = NULL;
-    int fds[2];
-    if (pipe2(fds, O_CLOEXEC) < 0)
-        return error_set_errno(err, errno, "cannot create a pipe for the worker");
-    extern char **environ;
-    struct sandbox_spawn_options so = {
-        .argv = argv,
-        .env = (const char *const *)environ,
-        .stdio = {{SANDBOX_STDIO_NULL, -1}, {SANDBOX_STDIO_FD, fds[1]}, {SANDBOX_STDIO_FD, 2}},
-        .on_exit = on_worker_exit,
-        .data = r,
-    };
-    int rc = sandbox_spawn(s->procs, &so, &r->proc, err);
-    close(fds[1]);
-    if (rc < 0) {
-        close(fds[0]);
-        return rc;
-    }
-    uv_pipe_init(&s->loop, &r->pipe, 0);
-    r->pipe.data = r;
-    uv_pipe_open(&r->pipe, fds[0]);
-    r->pipe_open = true;
-    uv_read_start((uv_stream_t *)&r->pipe, on_pipe_alloc, on_pipe_read);
-    return 0;
+    struct worker_process_options wo = {argv, on_event_data, on_worker_exit, r};
+    return worker_process_start(&s->loop, s->procs, &wo, &r->worker, err);
 }
 
 static void start_run(struct exec_job *j)
@@ -679,9 +621,8 @@ static void start_run(struct exec_job *j)
     if (rc < 0) {
         char text[ERROR_MESSAGE_MAX + ERROR_WHERE_MAX + 32];
         terminal_job_note(s->term, r->term, error_format(&err, text, sizeof text));
-        r->exited = true;
         r->exit_code = -1;
-        run_maybe_done(r);
+        run_done(r);
     }
 }
 
@@ -801,8 +742,8 @@ static void schedule(struct exec_state *s)
 static void cancel_workers(struct exec_state *s, struct exec_job *only)
 {
     for (struct exec_run *r = s->runs; r; r = r->next)
-        if (r->proc && (!only || r->job == only))
-            kill(sandbox_step_pid(r->proc), SIGINT);
+        if (!only || r->job == only)
+            worker_process_signal(r->worker, SIGINT);
 }
 
 static void cancel_job_runs(struct exec_job *j)
@@ -823,8 +764,7 @@ static void on_interrupt(uv_signal_t *sig, int signum)
     } else {
         /* The second time: end every worker's whole tree now. */
         for (struct exec_run *r = s->runs; r; r = r->next)
-            if (r->proc)
-                sandbox_step_cancel(r->proc);
+            worker_process_end(r->worker);
     }
 }
 

@@ -14,6 +14,7 @@
 #include "runner/config_store.h"
 #include "runner/dotenv.h"
 #include "runner/events.h"
+#include "runner/worker_process.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -115,10 +116,8 @@ struct job {
     json_t *tail;    /* job lines after the first step, for "Complete job" */
     bool op_waiting; /* a failed upload waits for its retry */
     char *work, *message_path;
-    struct sandbox_step *proc;
-    uv_pipe_t pipe;
-    bool pipe_open, pipe_closing, exited, started_worker, cancelled, finishing;
-    struct buf partial;
+    struct worker_process *worker; /* NULL once it is done */
+    bool exited, started_worker, cancelled, finishing;
 
     struct record *records; /* [0] is the job record */
     size_t record_count;
@@ -810,62 +809,31 @@ static void on_handle_closed(uv_handle_t *h)
 {
     struct job *j = h->data;
     j->handles_open--;
-    if (h == (uv_handle_t *)&j->pipe) {
-        j->pipe_closing = false;
-        if (j->exited)
-            job_finish(j);
-        return;
-    }
     job_maybe_free(j);
 }
 
-static void on_pipe_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+static void on_worker_line(void *data, const char *line, size_t len)
 {
-    (void)h;
-    buf->base = xmalloc(suggested);
-    buf->len = suggested;
-}
-
-static void on_pipe_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf)
-{
-    struct job *j = stream->data;
-    if (n > 0) {
-        buf_append(&j->partial, buf->base, (size_t)n);
-        size_t start = 0;
-        for (size_t i = 0; i < j->partial.len; i++)
-            if (j->partial.data[i] == '\n') {
-                struct events_event ev;
-                struct error err = {0};
-                if (events_decode(j->partial.data + start, i - start, &ev, &err) == 0) {
-                    on_event(j, &ev);
-                    events_event_free(&ev);
-                } else {
-                    log_debug("not a worker event: %s", err.message);
-                }
-                start = i + 1;
-            }
-        buf_consume(&j->partial, start);
-    }
-    free(buf->base);
-    if (n < 0 && j->pipe_open) {
-        j->pipe_open = false;
-        j->pipe_closing = true;
-        uv_close((uv_handle_t *)&j->pipe, on_handle_closed);
-    }
-}
-
-static void on_worker_exit(struct sandbox_step *step, const struct sandbox_step_result *res,
-                           void *data)
-{
-    (void)step;
     struct job *j = data;
+    struct events_event ev;
+    struct error err = {0};
+    if (events_decode(line, len, &ev, &err) < 0) {
+        log_debug("not a worker event: %s", err.message);
+        return;
+    }
+    on_event(j, &ev);
+    events_event_free(&ev);
+}
+
+/* The worker is gone and its events read: a worker that died is a failed job (job_finish). */
+static void on_worker_exit(void *data, int code)
+{
+    struct job *j = data;
+    j->worker = NULL;
     j->exited = true;
-    j->proc = NULL;
-    int code = res->term_signal ? 128 + res->term_signal : res->exit_code;
     if (!j->reported)
         log_warn("the worker ended (exit code %d) before it reported the job's end", code);
-    if (!j->pipe_open && !j->pipe_closing)
-        job_finish(j);
+    job_finish(j);
 }
 
 static int job_spawn_worker(struct job *j, struct error *err)
@@ -890,30 +858,10 @@ static int job_spawn_worker(struct job *j, struct error *err)
         argv[n++] = sandbox_level_name(sl->p->o->sandbox_level);
     }
     argv[n] = NULL;
-    int fds[2];
-    if (pipe2(fds, O_CLOEXEC) < 0)
-        return error_set_errno(err, errno, "cannot create a pipe for the worker");
-    extern char **environ;
-    struct sandbox_spawn_options so = {
-        .argv = argv,
-        .env = (const char *const *)environ,
-        .stdio = {{SANDBOX_STDIO_NULL, -1}, {SANDBOX_STDIO_FD, fds[1]}, {SANDBOX_STDIO_FD, 2}},
-        .on_exit = on_worker_exit,
-        .data = j,
-    };
-    int rc = sandbox_spawn(sl->p->procs, &so, &j->proc, err);
-    close(fds[1]);
-    if (rc < 0) {
-        close(fds[0]);
-        return rc;
-    }
-    uv_pipe_init(&sl->p->loop, &j->pipe, 0);
-    j->pipe.data = j;
-    j->handles_open++;
-    uv_pipe_open(&j->pipe, fds[0]);
-    j->pipe_open = true;
+    struct worker_process_options wo = {argv, on_worker_line, on_worker_exit, j};
+    if (worker_process_start(&sl->p->loop, sl->p->procs, &wo, &j->worker, err) < 0)
+        return err->code;
     j->started_worker = true;
-    uv_read_start((uv_stream_t *)&j->pipe, on_pipe_alloc, on_pipe_read);
     return 0;
 }
 
@@ -998,8 +946,8 @@ static void job_abandon(struct job *j, const char *why)
     log_error("%s; the job is abandoned", why);
     j->renew_done = true;
     j->cancelled = true;
-    if (j->proc)
-        sandbox_step_cancel(j->proc);
+    if (j->worker)
+        worker_process_end(j->worker);
     if (!j->started_worker) {
         j->reported = true;
         j->result = "abandoned";
@@ -1198,7 +1146,6 @@ static void job_free(struct job *j)
         free(op->text);
         free(op);
     }
-    buf_free(&j->partial);
     if (j->message_path)
         unlink(j->message_path);
     free(j->message_path);
@@ -1209,7 +1156,7 @@ static void job_free(struct job *j)
 /* Freed once every handle is closed and no request is out. */
 static void job_maybe_free(struct job *j)
 {
-    if (!j->renew_done || j->renewing || j->handles_open > 0 || j->op_running || j->proc)
+    if (!j->renew_done || j->renewing || j->handles_open > 0 || j->op_running || j->worker)
         return;
     struct slot *sl = j->sl;
     if (sl->job == j)
@@ -1254,8 +1201,8 @@ static void job_done(struct job *j)
 static void on_kill_timer(uv_timer_t *t)
 {
     struct job *j = t->data;
-    if (j->proc)
-        sandbox_step_cancel(j->proc);
+    if (j->worker)
+        worker_process_end(j->worker);
 }
 
 /* §7.7: SIGINT to the worker for the service's cancellation (it tests the running step's if:
@@ -1264,8 +1211,8 @@ static void on_kill_timer(uv_timer_t *t)
 static void job_cancel(struct job *j, double timeout_ms, bool shutdown)
 {
     j->cancelled = true;
-    if (j->proc) {
-        kill(sandbox_step_pid(j->proc), shutdown ? SIGTERM : SIGINT);
+    if (j->worker) {
+        worker_process_signal(j->worker, shutdown ? SIGTERM : SIGINT);
         double grace = (timeout_ms > 60000 ? timeout_ms : 60000) - 15000;
         uv_timer_start(&j->kill_timer, on_kill_timer, scaled(grace), 0);
     }
@@ -1786,8 +1733,8 @@ static void on_signal(uv_signal_t *sig, int signum)
         struct slot *sl = &p->slots[i];
         if (cancel && sl->job && !sl->job->cancelled)
             job_cancel(sl->job, 60000, true);
-        else if (p->signals > 2 && sl->job && sl->job->proc)
-            sandbox_step_cancel(sl->job->proc);
+        else if (p->signals > 2 && sl->job)
+            worker_process_end(sl->job->worker);
         slot_stop(sl, RUNNER_EXIT_OK);
     }
 }

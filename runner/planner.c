@@ -6,10 +6,12 @@
 #include "lib/path.h"
 #include "workflow/context_data.h"
 #include "workflow/pattern.h"
+#include "workflow/status.h"
 #include "workflow/template.h"
 
 #include <errno.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 
 /* --- loading -------------------------------------------------------------------------- */
@@ -175,54 +177,23 @@ const char *planner_job_id(const struct workflow_job *job)
     return job->id && job->id->type == TOKEN_STRING ? job->id->u.string : "";
 }
 
-static int fn_job_success(void *host, const struct expr_value *args, size_t n,
-                          struct expr_value *out, struct error *err)
-{
-    (void)args, (void)n, (void)err;
-    const struct plan_needs *needs = host;
-    *out = (struct expr_value){.kind = EXPR_BOOLEAN,
-                               .boolean = needs->all_succeeded && !needs->cancel_requested};
-    return 0;
-}
-
-static int fn_job_failure(void *host, const struct expr_value *args, size_t n,
-                          struct expr_value *out, struct error *err)
-{
-    (void)args, (void)n, (void)err;
-    const struct plan_needs *needs = host;
-    *out = (struct expr_value){.kind = EXPR_BOOLEAN,
-                               .boolean = needs->any_failed && !needs->cancel_requested};
-    return 0;
-}
-
-static int fn_job_cancelled(void *host, const struct expr_value *args, size_t n,
-                            struct expr_value *out, struct error *err)
-{
-    (void)args, (void)n, (void)err;
-    const struct plan_needs *needs = host;
-    *out = (struct expr_value){.kind = EXPR_BOOLEAN, .boolean = needs->cancel_requested};
-    return 0;
-}
-
-static int fn_job_always(void *host, const struct expr_value *args, size_t n,
-                         struct expr_value *out, struct error *err)
-{
-    (void)host, (void)args, (void)n, (void)err;
-    *out = (struct expr_value){.kind = EXPR_BOOLEAN, .boolean = true};
-    return 0;
-}
-
-static const struct expr_function job_functions[] = {
-    {"success", 0, 0, fn_job_success},
-    {"failure", 0, 0, fn_job_failure},
-    {"cancelled", 0, 0, fn_job_cancelled},
-    {"always", 0, 0, fn_job_always},
-    {0},
+/* The host of success(), failure()… in a job's if: how its needed jobs stand. */
+struct needs_status {
+    struct status_source source;
+    const struct plan_needs *needs;
 };
+
+static void needs_status_now(const struct status_source *source, struct status_now *now)
+{
+    const struct plan_needs *needs = ((const struct needs_status *)source)->needs;
+    now->succeeded = needs->all_succeeded;
+    now->failed = needs->any_failed;
+    now->cancelled = needs->cancel_requested;
+}
 
 static const char *const job_named_values[] = {"github", "needs",    "vars", "inputs",
                                                "matrix", "strategy", NULL};
-static const struct expr_parse_options job_parse_options = {job_named_values, job_functions};
+static const struct expr_parse_options job_parse_options = {job_named_values, status_functions};
 
 /* The contexts a job-level expression sees; matrix/strategy when config is given. */
 static json_t *job_contexts(const struct workflow_job *job, const struct plan_contexts *ctx,
@@ -244,6 +215,7 @@ static json_t *job_contexts(const struct workflow_job *job, const struct plan_co
 
 struct job_eval {
     json_t *contexts;
+    struct needs_status status;
     struct expr_context expr;
     struct template_context template;
 };
@@ -253,8 +225,9 @@ static void job_eval_init(struct job_eval *e, struct plan_workflow *wf,
                           const struct plan_needs *needs, const struct matrix_configuration *config)
 {
     e->contexts = job_contexts(job, ctx, needs, config);
+    e->status = (struct needs_status){{needs_status_now}, needs};
     e->expr = (struct expr_context){
-        .contexts = e->contexts, .functions = job_functions, .host = (void *)needs};
+        .contexts = e->contexts, .functions = status_functions, .host = &e->status.source};
     e->template = (struct template_context){.expr = &e->expr,
                                             .parse = &job_parse_options,
                                             .file_table = (const char *const *)wf->schema.files,

@@ -16,6 +16,7 @@
 #include "runner/step_commands.h"
 #include "runner/worker_hooks_internal.h"
 #include "runner/worker_internal.h"
+#include "workflow/status.h"
 #include "workflow/template.h"
 
 #include <ctype.h>
@@ -24,6 +25,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,58 +78,23 @@ static bool frames_failed(const struct worker *w)
     return false;
 }
 
-static int fn_success(void *host, const struct expr_value *args, size_t n, struct expr_value *out,
-                      struct error *err)
+/* How the job stands for success(), failure() and cancelled() (workflow/status.h). */
+static void worker_status_now(const struct status_source *source, struct status_now *now)
 {
-    (void)args, (void)n, (void)err;
-    struct worker *w = host;
-    *out = (struct expr_value){.kind = EXPR_BOOLEAN,
-                               .boolean = w->status == JOB_SUCCEEDED && !frames_failed(w) &&
-                                          !w->cancel_requested};
-    return 0;
+    const struct worker *w =
+        (const struct worker *)((const char *)source - offsetof(struct worker, status_source));
+    bool failed = frames_failed(w);
+    now->succeeded = w->status == JOB_SUCCEEDED && !failed;
+    now->failed = w->status == JOB_FAILED || failed;
+    now->cancelled = w->cancel_requested;
 }
-
-static int fn_failure(void *host, const struct expr_value *args, size_t n, struct expr_value *out,
-                      struct error *err)
-{
-    (void)args, (void)n, (void)err;
-    struct worker *w = host;
-    *out = (struct expr_value){.kind = EXPR_BOOLEAN,
-                               .boolean = (w->status == JOB_FAILED || frames_failed(w)) &&
-                                          !w->cancel_requested};
-    return 0;
-}
-
-static int fn_cancelled(void *host, const struct expr_value *args, size_t n, struct expr_value *out,
-                        struct error *err)
-{
-    (void)args, (void)n, (void)err;
-    struct worker *w = host;
-    *out = (struct expr_value){.kind = EXPR_BOOLEAN, .boolean = w->cancel_requested};
-    return 0;
-}
-
-static int fn_always(void *host, const struct expr_value *args, size_t n, struct expr_value *out,
-                     struct error *err)
-{
-    (void)host, (void)args, (void)n, (void)err;
-    *out = (struct expr_value){.kind = EXPR_BOOLEAN, .boolean = true};
-    return 0;
-}
-
-static const struct expr_function status_functions[] = {
-    {"success", 0, 0, fn_success},
-    {"failure", 0, 0, fn_failure},
-    {"cancelled", 0, 0, fn_cancelled},
-    {"always", 0, 0, fn_always},
-    {0},
-};
 
 static const struct expr_parse_options step_parse_options = {step_named_values, status_functions};
 
 void worker_template_context(struct worker *w, struct expr_context *ec, struct template_context *tc)
 {
-    *ec = (struct expr_context){.contexts = w->contexts, .functions = status_functions, .host = w};
+    *ec = (struct expr_context){
+        .contexts = w->contexts, .functions = status_functions, .host = &w->status_source};
     *tc = (struct template_context){.expr = ec,
                                     .parse = &step_parse_options,
                                     .file_table = w->msg->file_table,
@@ -1459,6 +1426,7 @@ int worker_run(struct job_message *message, const struct worker_options *options
     struct worker *w = xcalloc(1, sizeof *w);
     w->msg = message;
     w->opt = options;
+    w->status_source.query = worker_status_now;
     w->masker = masker_new();
     w->events = events_writer_new_fd(w->masker, options->events_fd);
     uv_loop_init(&w->loop);

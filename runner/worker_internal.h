@@ -13,6 +13,7 @@
 #include "runner/masker.h"
 #include "runner/step_commands.h"
 #include "runner/worker.h"
+#include "workflow/status.h"
 #include "workflow/template.h"
 
 #include <jansson.h>
@@ -118,6 +119,7 @@ struct worker {
     const char *default_shell, *default_working_directory;
     char *defaults_shell, *defaults_working_directory;
     enum job_status status;
+    struct status_source status_source; /* what success(), failure()… read (workflow/status.h) */
     bool cancel_requested;
     bool shutting_down; /* the runner is stopping: nothing running goes on */
     struct running_step *current;

@@ -9,35 +9,21 @@
 #include "lib/mem.h"
 #include "lib/path.h"
 #include "workflow/schema.h"
+#include "workflow/status.h"
 #include "workflow/template.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int fn_true(void *host, const struct expr_value *args, size_t n, struct expr_value *out,
-                   struct error *err)
+/* A job whose status is success (workflow/status.h). */
+static void job_succeeded(const struct status_source *source, struct status_now *now)
 {
-    (void)host, (void)args, (void)n, (void)err;
-    *out = (struct expr_value){.kind = EXPR_BOOLEAN, .boolean = true};
-    return 0;
+    (void)source;
+    *now = (struct status_now){.succeeded = true};
 }
 
-static int fn_false(void *host, const struct expr_value *args, size_t n, struct expr_value *out,
-                    struct error *err)
-{
-    (void)host, (void)args, (void)n, (void)err;
-    *out = (struct expr_value){.kind = EXPR_BOOLEAN, .boolean = false};
-    return 0;
-}
-
-static const struct expr_function status_functions[] = {
-    {"success", 0, 0, fn_true},
-    {"always", 0, 0, fn_true},
-    {"failure", 0, 0, fn_false},
-    {"cancelled", 0, 0, fn_false},
-    {0},
-};
+static const struct status_source succeeded = {job_succeeded};
 
 struct tally {
     int passed, failed;
@@ -62,7 +48,8 @@ static char *interpolate(json_t *contexts, const char *template_text, struct err
     struct token *read = schema_read(&sc, "string-steps-context", raw, file);
     char *out = NULL;
     if (read && schema_context_check(&sc, err) == 0) {
-        struct expr_context ec = {.contexts = contexts, .functions = status_functions};
+        struct expr_context ec = {
+            .contexts = contexts, .functions = status_functions, .host = (void *)&succeeded};
         struct expr_parse_options po = {.functions = status_functions};
         struct template_context tc = {.expr = &ec, .parse = &po};
         out = template_evaluate_string(read, &tc, err);
@@ -90,7 +77,8 @@ static int eval_if(json_t *contexts, const char *condition, bool *result, struct
     if (rc == 0 && !cond)
         rc = error_set(err, -1, "the condition could not be read");
     if (rc == 0) {
-        struct expr_context ec = {.contexts = contexts, .functions = status_functions};
+        struct expr_context ec = {
+            .contexts = contexts, .functions = status_functions, .host = (void *)&succeeded};
         struct expr_parse_options po = {.functions = status_functions};
         struct template_context tc = {.expr = &ec, .parse = &po};
         rc = template_evaluate_bool(cond, &tc, false, result, err);

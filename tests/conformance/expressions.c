@@ -12,6 +12,7 @@
 #include "lib/mem.h"
 #include "lib/path.h"
 #include "workflow/expr.h"
+#include "workflow/status.h"
 
 #include <dirent.h>
 #include <fnmatch.h>
@@ -80,6 +81,7 @@ struct hash_host {
 /* The runner's status functions: job.status (null = success), or in a composite action's
  * main step github.action_status. cancelled() looks at the job only. */
 struct status_host {
+    struct status_source source; /* first: the host is this struct */
     const char *job_status;
     bool composite;
     const char *action_status;
@@ -207,7 +209,8 @@ static char *act_hash(const struct hash_host *h)
     return hex;
 }
 
-static const struct expr_function ACT_FUNCTIONS[];
+static struct expr_function ACT_FUNCTIONS[6];
+static void case_status_now(const struct status_source *source, struct status_now *now);
 
 /* ---- the x-lang case shape ------------------------------------------------------------- */
 
@@ -249,8 +252,9 @@ static char *xlang_case(json_t *c, const char *conformance_dir, bool act)
     if (json_is_object(contexts))
         json_object_foreach(contexts, k, v) names[i++] = k;
 
-    struct driver_host dh = {{json_get_string(json_get(contexts, "job"), "status"), false, NULL},
-                             {0}};
+    struct driver_host dh = {
+        {{case_status_now}, json_get_string(json_get(contexts, "job"), "status"), false, NULL},
+        {0}};
     struct hash_host *hh = &dh.hash;
     const char *wd = json_get_string(c, "working_directory");
     /* hashFiles runs in the case's folder; cases without one match nothing there either. */
@@ -433,66 +437,29 @@ static void run_runner_parser(const char *dir)
     tally_print(&t);
 }
 
-static const char *status_current(const struct driver_host *d)
+/* The case's job (or, in a composite's main step, action) status for workflow/status.h. */
+static void case_status_now(const struct status_source *source, struct status_now *now)
 {
-    const struct status_host *h = &d->status;
+    const struct status_host *h = (const struct status_host *)source;
     const char *s = h->composite ? h->action_status : h->job_status;
-    return s ? s : "success";
+    s = s ? s : "success";
+    now->succeeded = strcmp(s, "success") == 0;
+    now->failed = strcmp(s, "failure") == 0;
+    now->cancelled = h->job_status && strcmp(h->job_status, "cancelled") == 0;
 }
 
-static int status_result(struct expr_value *out, bool b)
+/* act's evaluator has the status functions and hashFiles: workflow/status.h's table and one
+ * more entry, filled in main. */
+static struct expr_function ACT_FUNCTIONS[6];
+
+static void act_functions_init(void)
 {
-    out->kind = EXPR_BOOLEAN;
-    out->boolean = b;
-    return 0;
+    size_t n = 0;
+    while (status_functions[n].name)
+        n++;
+    memcpy(ACT_FUNCTIONS, status_functions, n * sizeof *ACT_FUNCTIONS);
+    ACT_FUNCTIONS[n] = (struct expr_function){"hashFiles", 1, 255, hash_files_call};
 }
-
-static int fn_always(void *host, const struct expr_value *a, size_t n, struct expr_value *out,
-                     struct error *e)
-{
-    (void)host, (void)a, (void)n, (void)e;
-    return status_result(out, true);
-}
-
-static int fn_success(void *host, const struct expr_value *a, size_t n, struct expr_value *out,
-                      struct error *e)
-{
-    (void)a, (void)n, (void)e;
-    return status_result(out, strcmp(status_current(host), "success") == 0);
-}
-
-static int fn_failure(void *host, const struct expr_value *a, size_t n, struct expr_value *out,
-                      struct error *e)
-{
-    (void)a, (void)n, (void)e;
-    return status_result(out, strcmp(status_current(host), "failure") == 0);
-}
-
-static int fn_cancelled(void *host, const struct expr_value *a, size_t n, struct expr_value *out,
-                        struct error *e)
-{
-    (void)a, (void)n, (void)e;
-    const struct status_host *h = &((const struct driver_host *)host)->status;
-    return status_result(out, h->job_status && strcmp(h->job_status, "cancelled") == 0);
-}
-
-static const struct expr_function STATUS_FUNCTIONS[] = {
-    {"always", 0, 0, fn_always},
-    {"success", 0, 0, fn_success},
-    {"failure", 0, 0, fn_failure},
-    {"cancelled", 0, 0, fn_cancelled},
-    {0},
-};
-
-/* act's evaluator has the status functions and hashFiles. */
-static const struct expr_function ACT_FUNCTIONS[] = {
-    {"always", 0, 0, fn_always},
-    {"success", 0, 0, fn_success},
-    {"failure", 0, 0, fn_failure},
-    {"cancelled", 0, 0, fn_cancelled},
-    {"hashFiles", 1, 255, hash_files_call},
-    {0},
-};
 
 static void run_status(const char *dir)
 {
@@ -503,13 +470,14 @@ static void run_status(const char *dir)
     json_array_foreach(json_get(doc, "cases"), i, c)
     {
         const char *id = json_get_string(c, "id");
-        struct driver_host host = {{json_get_string(c, "job_status"),
+        struct driver_host host = {{{case_status_now},
+                                    json_get_string(c, "job_status"),
                                     json_is_true(json_get(c, "composite_main_step")),
                                     json_get_string(c, "action_status")},
                                    {0}};
         static const char *const none[] = {NULL};
-        struct expr_parse_options options = {none, STATUS_FUNCTIONS};
-        struct expr_context ctx = {NULL, STATUS_FUNCTIONS, &host, 0};
+        struct expr_parse_options options = {none, status_functions};
+        struct expr_context ctx = {NULL, status_functions, &host, 0};
         struct expr_value out = {0};
         struct error err = {0};
         int rc =
@@ -530,6 +498,7 @@ static void run_status(const char *dir)
 
 int main(void)
 {
+    act_functions_init();
     const char *dir = getenv("HARRIER_CONFORMANCE_DIR");
     if (!dir || !*dir)
         dir = "../shared/conformance";
