@@ -88,6 +88,23 @@ static const char *color(const struct terminal *t, const char *code)
     return t->options.color ? code : "";
 }
 
+/* A log line without its ANSI colour codes, for a terminal or file that has no colours. */
+static char *without_colors(const char *line)
+{
+    struct buf b = BUF_INIT;
+    for (const char *p = line; *p; p++) {
+        if (p[0] == '\x1b' && p[1] == '[') {
+            const char *end = p + 2 + strspn(p + 2, "0123456789;");
+            if (*end == 'm') {
+                p = end;
+                continue;
+            }
+        }
+        buf_putc(&b, *p);
+    }
+    return buf_steal(&b);
+}
+
 static void prefix(struct terminal *t, int job)
 {
     fprintf(t->out, "%s[%s]%s ", color(t, palette[job % 8]), t->jobs[job].label, color(t, RESET));
@@ -122,6 +139,9 @@ static void show_log_line(struct terminal *t, int job, int step, const char *lin
     struct terminal_job *j = &t->jobs[job];
     if (j->step.log)
         fprintf(j->step.log, "%s\n", line);
+    cleanup_free char *plain = t->options.color ? NULL : without_colors(line);
+    if (plain)
+        line = plain;
     /* The job's own bookkeeping lines, which GitHub shows in "Set up job" and "Complete job":
      * here with -v only. Its other lines (downloads, errors) always. */
     static const char *const bookkeeping[] = {

@@ -353,6 +353,42 @@ static char *input_env_name(const char *name)
     return env;
 }
 
+/* The job service's endpoints for the @actions packages, from SystemVssConnection (PROTOCOL.md
+ * §6.2, §7.11): node (and container) actions only. */
+static void add_runtime_env(struct worker *w, json_t *env)
+{
+    const char *pipelines = json_get_string(w->msg->connection_data, "PipelinesServiceUrl");
+    const char *runtime = pipelines && *pipelines ? pipelines : w->msg->connection_url;
+    if (runtime)
+        env_set(env, "ACTIONS_RUNTIME_URL", runtime);
+    if (w->msg->access_token)
+        env_set(env, "ACTIONS_RUNTIME_TOKEN", w->msg->access_token);
+    static const char *const urls[][2] = {{"CacheServerUrl", "ACTIONS_CACHE_URL"},
+                                          {"ResultsServiceUrl", "ACTIONS_RESULTS_URL"}};
+    for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
+        const char *url = json_get_string(w->msg->connection_data, urls[i][0]);
+        if (url && *url)
+            env_set(env, urls[i][1], url);
+    }
+    const char *v2 = job_message_variable(w->msg, "actions_uses_cache_service_v2", NULL);
+    if (v2 && str_eq_nocase(v2, "true"))
+        env_set(env, "ACTIONS_CACHE_SERVICE_V2", "True");
+    const char *mode = job_message_variable(w->msg, "actions_cache_mode", NULL);
+    if (mode && *mode)
+        env_set(env, "ACTIONS_CACHE_MODE", mode);
+}
+
+/* OIDC for every step, scripts too, when the job may ask for an id token (id-token: write
+ * gives the connection a GenerateIdTokenUrl), as the official ScriptHandler and NodeHandler. */
+static void add_id_token_env(struct worker *w, json_t *env)
+{
+    const char *url = json_get_string(w->msg->connection_data, "GenerateIdTokenUrl");
+    if (!url || !*url || !w->msg->access_token)
+        return;
+    env_set(env, "ACTIONS_ID_TOKEN_REQUEST_URL", url);
+    env_set(env, "ACTIONS_ID_TOKEN_REQUEST_TOKEN", w->msg->access_token);
+}
+
 /* What a JavaScript action's process gets beyond a script's: its inputs, the state its
  * earlier stages saved, and the runtime endpoints the @actions packages call. */
 static void add_node_env(struct running_step *rs, json_t *env)
@@ -370,19 +406,7 @@ static void add_node_env(struct running_step *rs, json_t *env)
         cleanup_free char *name = xasprintf("STATE_%s", k);
         env_set(env, name, json_string_value(v));
     }
-    if (w->msg->connection_url)
-        env_set(env, "ACTIONS_RUNTIME_URL", w->msg->connection_url);
-    if (w->msg->access_token)
-        env_set(env, "ACTIONS_RUNTIME_TOKEN", w->msg->access_token);
-    static const char *const urls[][2] = {
-        {"system.actions.cacheUrl", "ACTIONS_CACHE_URL"},
-        {"system.actions.resultsUrl", "ACTIONS_RESULTS_URL"},
-        {"system.actions.idTokenUrl", "ACTIONS_ID_TOKEN_REQUEST_URL"}};
-    for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
-        const char *url = job_message_variable(w->msg, urls[i][0], NULL);
-        if (url)
-            env_set(env, urls[i][1], url);
-    }
+    add_runtime_env(w, env);
 }
 
 /* Builds "K=V" strings: the worker's own environment (less the runner's inputs), the runner
@@ -424,6 +448,7 @@ static char **step_process_env(struct running_step *rs)
     json_object_update(env, rs->env);
     if (rs->resolved && rs->resolved->action && rs->resolved->action->kind == ACTION_NODE)
         add_node_env(rs, env);
+    add_id_token_env(w, env);
     const char *path = json_get_string(env, "PATH");
     cleanup_free char *joined = file_commands_path_join(&w->path, path ? path : "");
     env_set(env, "PATH", joined);
@@ -755,7 +780,7 @@ int worker_create_file_command_files(struct running_step *rs, struct error *err)
 
 static char *first_line(const char *text)
 {
-    while (*text == '\n' || *text == '\r' || *text == ' ')
+    while (*text == '\n' || *text == '\r' || *text == ' ' || *text == '\t')
         text++;
     return xstrndup(text, strcspn(text, "\r\n"));
 }
@@ -820,12 +845,22 @@ static void log_step_header(struct running_step *rs, const char *script, const c
     struct worker *w = rs->w;
     cleanup_free char *group = xasprintf("##[group]%s", rs->display_name);
     worker_log_line(w, rs, group);
+    /* As the official ScriptHandler: the script without its trailing newlines, each line in
+     * bright cyan (GitHub's log viewer shows the colour). */
+    struct buf text = BUF_INIT;
+    for (const char *p = script; *p; p++)
+        if (!(p[0] == '\r' && p[1] == '\n'))
+            buf_putc(&text, *p);
+    while (text.len && text.data[text.len - 1] == '\n')
+        text.len--;
     size_t n;
-    char **lines = str_split(script, '\n', &n);
-    for (size_t i = 0; i < n; i++)
-        if (i + 1 < n || *lines[i])
-            worker_log_line(w, rs, lines[i]);
+    char **lines = str_split(buf_cstr(&text), '\n', &n);
+    for (size_t i = 0; i < n; i++) {
+        cleanup_free char *line = xasprintf("\x1b[36;1m%s\x1b[0m", lines[i]);
+        worker_log_line(w, rs, line);
+    }
     str_list_free(lines);
+    buf_free(&text);
     if (shell) {
         cleanup_free char *shell_line = xasprintf("shell: %s", shell);
         worker_log_line(w, rs, shell_line);

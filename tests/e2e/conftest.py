@@ -2,10 +2,15 @@
 (tests/run sets it; the default is build/harrier)."""
 import os
 import subprocess
+import sys
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tests", "helpers"))
+import sanitize_watch  # noqa: E402
+
+sanitize_watch.install()
 
 
 @pytest.fixture(scope="session")

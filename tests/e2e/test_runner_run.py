@@ -521,3 +521,39 @@ def test_runner_shutdown_cancels_even_a_running_always_step(make_runner):
     assert job["result"] == "canceled", job
     assert "Z cleanup-ends\\n" not in json.dumps(r.admin.job(q["requestId"], "logs"))
     assert "Z cleanup-begins\\n" in json.dumps(r.admin.job(q["requestId"], "logs"))
+
+
+OIDC_STEP = r'''
+import json, os, base64, urllib.request
+names = ("ACTIONS_ID_TOKEN_REQUEST_URL", "ACTIONS_ID_TOKEN_REQUEST_TOKEN", "ACTIONS_RUNTIME_TOKEN",
+         "ACTIONS_RUNTIME_URL", "ACTIONS_CACHE_URL")
+print("present:", " ".join(n for n in names if n in os.environ))
+if "ACTIONS_ID_TOKEN_REQUEST_URL" in os.environ:
+    req = urllib.request.Request(os.environ["ACTIONS_ID_TOKEN_REQUEST_URL"] + "&audience=harrier-test",
+                                 headers={"Authorization": "Bearer " + os.environ["ACTIONS_ID_TOKEN_REQUEST_TOKEN"]})
+    jwt = json.load(urllib.request.urlopen(req))["value"]
+    claims = json.loads(base64.urlsafe_b64decode(jwt.split(".")[1] + "=="))
+    print("aud:", claims["aud"])
+'''
+
+
+@pytest.mark.parametrize("id_token", [True, False])
+def test_run_steps_get_the_oidc_endpoint_and_not_the_runtime_token(make_runner, id_token):
+    """§7.11, as the official ScriptHandler: a run step gets ACTIONS_ID_TOKEN_REQUEST_URL/_TOKEN
+    when the job may ask for an id token (id-token: write gives GenerateIdTokenUrl), and never
+    the runtime token or cache URL that only actions get."""
+    r = make_runner()
+    proc = r.start("--once")
+    r.wait_polling()
+    step = fh.script_step(OIDC_STEP, name="oidc")
+    step["inputs"]["map"].append({"key": "shell", "value": "python3 {0}"})
+    q = r.admin.queue_job(job_message(step, secret=False), id_token=id_token)
+    assert finish(proc)[0] == 0
+    job = r.admin.wait_job(q["requestId"], timeout=5)
+    assert job["result"] == "succeeded", job
+    log = r.admin.job(q["requestId"], "logs")["records"][step["id"]]
+    if id_token:
+        assert "present: ACTIONS_ID_TOKEN_REQUEST_URL ACTIONS_ID_TOKEN_REQUEST_TOKEN\n" in log, log
+        assert "aud: harrier-test" in log
+    else:
+        assert "present: \n" in log or log.rstrip().endswith("present:"), log

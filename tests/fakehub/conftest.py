@@ -6,6 +6,10 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "helpers"))
+import sanitize_watch  # noqa: E402
+
+sanitize_watch.install()
 
 import fakehub as fh  # noqa: E402
 import spec_client as sc  # noqa: E402

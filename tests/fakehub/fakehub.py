@@ -475,6 +475,7 @@ class Job:
         self.runs_on = runs_on
         self.target = target
         self.timeout_minutes = timeout_minutes
+        self.id_token = False    # GenerateIdTokenUrl handed out (§7.11)
         self.state = "queued"     # queued, assigned, running, completed
         self.agent = None
         self.session_id = None
@@ -991,7 +992,7 @@ class FakeHub(WorkflowDriver):
     # --- jobs --------------------------------------------------------------------------------
 
     def queue_job(self, message, runs_on=None, agent=None, plan_version=None, timeout_minutes=None,
-                  keep_endpoints=False, base=None, results=False):
+                  keep_endpoints=False, base=None, results=False, id_token=False):
         """Queues a job from a hand-written job message (§6); fills what identifies the job."""
         base = (base or self.url).rstrip("/")
         msg = as_ci(message)
@@ -1071,6 +1072,9 @@ class FakeHub(WorkflowDriver):
                                   "isShared": False, "isReady": True,
                                   "data": {"CacheServerUrl": f"{base}/_cache/", "PipelinesServiceUrl": tenant,
                                            "ResultsServiceUrl": f"{base}/results/"}})
+                if id_token:
+                    endpoints[-1]["data"]["GenerateIdTokenUrl"] = f"{base}/_oidc/token?api-version=2.0"
+            job.id_token = bool(id_token)
             resources["endpoints"] = endpoints
             resources.setdefault("repositories", [])
             resources.setdefault("containers", [])
@@ -1456,6 +1460,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if p.startswith("/_actions/tarball/"):
             self.route = "tarball"
             return self.tarball
+        if p == "/_oidc/token":
+            self.route = "oidc"
+            return self.oidc_token
         prefix = f"/t/{hub.tenant}"
         if p == prefix or p.startswith(prefix + "/"):
             rel = p[len(prefix):] or "/"
@@ -2287,6 +2294,23 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return Response(200, data, "application/x-gzip",
                         {"Content-Disposition": f"attachment; filename={m.group(1)}-{m.group(2)}-{m.group(3)[:7]}.tar.gz"})
 
+    def oidc_token(self):
+        """§7.11: GET <GenerateIdTokenUrl>&audience=<aud>, Bearer <job token> → {"value": <JWT>}.
+        Only a job queued with id_token=True has this URL (GitHub: `id-token: write`)."""
+        hub = self.hub
+        if self.command != "GET":
+            raise HttpError(405, "the id token endpoint takes GET")
+        tok = self.bearer(("job",), challenge=False)
+        with hub.lock:
+            job = hub.jobs.get(int(tok.subject)) if str(tok.subject).isdigit() else None
+            if job is None or not job.id_token:
+                raise HttpError(403, "this job may not ask for an id token")
+            audience = self.query.get("audience") or hub.url
+            value = hub.issue_jwt("oidc", job.request_id, 300,
+                                  {"aud": audience, "repository": "octo-org/octo-repo", "job_workflow_ref":
+                                   "octo-org/octo-repo/.github/workflows/ci.yml@refs/heads/main"})
+        return Response(200, {"value": value})
+
     # --- results service (§7.9): twirp, snake_case, job token; blobs on ourselves -----------
 
     TWIRP = "twirp/results.services.receiver.Receiver/"
@@ -2532,6 +2556,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return Response(200, hub.queue_job(
                     msg, runs_on=body.get("runs_on"), agent=body.get("agent"), plan_version=body.get("plan_version"),
                     timeout_minutes=body.get("timeout_minutes"), keep_endpoints=bool(body.get("keep_endpoints")),
+                    id_token=bool(body.get("id_token")),
                     base=self.host_base(), results=bool(body.get("results"))))
             with hub.lock:
                 return Response(200, [j.summary() for j in hub.jobs.values()])
