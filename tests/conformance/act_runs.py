@@ -6,9 +6,11 @@ A case passes when the run fails exactly when act's test expects it to, and when
 facts a case names hold (expect_output_not_contains: a secret never shown). Cases that need
 Docker, the network, or files the corpus left out (its `requires` block), and cases meant for
 a Windows host, are skipped with their reason: they need something outside harrier's local
-host mode. Prints `nektos-act/workflow-runs: N passed, N failed, N skipped`."""
+host mode. A case whose only remote action is actions/checkout runs with --offline: harrier
+copies the working tree in its place. Prints `nektos-act/workflow-runs: N passed, N failed, N skipped`."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -17,13 +19,44 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def skip_reason(case):
+USES = re.compile(r"^\s*(?:-\s*)?uses:\s*['\"]?([^'\"\s#]+)", re.M)
+
+
+def remote_uses(corpus, case):
+    """The remote actions (owner/repo@ref) the case's workflow and the local actions it can
+    reach name."""
+    base = os.path.join(corpus, "nektos-act", case["workdir"])
+    path = os.path.join(base, case["workflow_path"])
+    files = [path] if os.path.isfile(path) else [os.path.join(path, f) for f in os.listdir(path)]
+    seen, found = set(), set()
+    while files:
+        f = files.pop()
+        if f in seen or not os.path.isfile(f):
+            continue
+        seen.add(f)
+        for uses in USES.findall(open(f, errors="replace").read()):
+            if uses.startswith("./"):
+                for name in ("action.yml", "action.yaml"):
+                    files.append(os.path.join(base, uses[2:], name))
+            elif not uses.startswith("docker://"):
+                found.add(uses)
+    return found
+
+
+def only_checkout(corpus, case):
+    """A case whose only remote action is actions/checkout runs offline: harrier copies the
+    working tree in its place, as act's local mode does (`--offline`, README)."""
+    uses = remote_uses(corpus, case)
+    return bool(uses) and all(u.lower().startswith("actions/checkout@") for u in uses)
+
+
+def skip_reason(case, corpus=None):
     req = case.get("requires", {})
     if case["mode"] not in ("host", "dryrun"):
         return f"mode {case['mode']}: jobs run in Docker containers"
     if req.get("docker"):
         return "needs Docker: " + ", ".join(req.get("docker_reasons", []))
-    if req.get("network"):
+    if req.get("network") and not (corpus and only_checkout(corpus, case)):
         return "needs the network: " + ", ".join(req.get("network_reasons", []))
     if req.get("omitted_non_data_files"):
         return "needs files the corpus left out: " + ", ".join(req["omitted_non_data_files"])
@@ -70,6 +103,8 @@ def run_case(case, corpus, harrier):
                 "--work", os.path.join(tmp, "work"), "--sandbox", "none"]
         if case["mode"] == "dryrun":
             args.append("--dry-run")
+        if case.get("requires", {}).get("network"):
+            args.append("--offline")
         if case.get("secrets"):
             secrets = os.path.join(tmp, "secrets.env")
             write_dotenv(secrets, case["secrets"])
@@ -169,7 +204,7 @@ def main():
     passed = failed = skipped = 0
     reasons = {}
     for case in data["runs"]:
-        reason = skip_reason(case) or act_marker_reason(
+        reason = skip_reason(case, corpus) or act_marker_reason(
             os.path.join(corpus, "nektos-act", case["workdir"]), case)
         if reason:
             skipped += 1
