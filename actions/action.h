@@ -107,6 +107,7 @@ struct action_fetch_options {
     const char *version;           /* the ref, or the resolved commit */
     const char *url;               /* the tarball */
     const char *authorization;     /* an "Authorization: ..." header line, or NULL */
+    const char *archive;           /* a local .tar.gz used instead of url when it exists, or NULL */
     int attempts;                  /* tries in all (0: 1); 404 and 403 end them at once */
     unsigned backoff_min_ms;       /* a random wait between tries, in this range */
     unsigned backoff_max_ms;       /*   (0 and 0: none) */

@@ -545,6 +545,13 @@ static void level_fetch_next(struct actions_prepare *p)
         log_download(p, &src, r->step);
         unsigned lo, hi;
         backoff_range(w, &lo, &hi);
+        /* The official runner's pre-seeded archives: <dir>/<owner>_<repo>/<resolved sha>.tar.gz
+         * (the runner images ship actions/action-versions there). */
+        const char *archives = getenv("ACTIONS_RUNNER_ACTION_ARCHIVE_CACHE");
+        cleanup_free char *archive =
+            archives && *archives && from_service(w)
+                ? xasprintf("%s/%s_%s/%s.tar.gz", archives, src.owner, src.repo, src.version)
+                : NULL;
         struct action_fetch_options fo = {
             .cache_dir = w->actions_cache,
             .owner = src.owner,
@@ -552,6 +559,7 @@ static void level_fetch_next(struct actions_prepare *p)
             .version = src.version,
             .url = src.url,
             .authorization = src.authorization,
+            .archive = archive,
             .attempts = DOWNLOAD_ATTEMPTS,
             .backoff_min_ms = lo,
             .backoff_max_ms = hi,
