@@ -69,23 +69,23 @@ static const char *status_name(enum job_status s)
 
 /* --- status functions for if: -------------------------------------------------------- */
 
-/* Inside a composite action, a failed step of it counts as the job's failure does. */
-static bool frames_failed(const struct worker *w)
-{
-    for (const struct frame *f = w->frame; f; f = f->parent)
-        if (f->failed)
-            return true;
-    return false;
-}
-
-/* How the job stands for success(), failure() and cancelled() (workflow/status.h). */
+/* How the job stands for success(), failure() and cancelled() (workflow/status.h). As the
+ * official SuccessFunction and FailureFunction: a composite action's main steps read
+ * github.action_status, the result so far of the composite they sit in (not the job's: after
+ * a failed step of the job, an always() composite's steps still run under success()); the job's
+ * steps, and pre and post steps at any depth, read job.status. cancelled() is the job's. */
 static void worker_status_now(const struct status_source *source, struct status_now *now)
 {
     const struct worker *w =
         (const struct worker *)((const char *)source - offsetof(struct worker, status_source));
-    bool failed = frames_failed(w);
-    now->succeeded = w->status == JOB_SUCCEEDED && !failed;
-    now->failed = w->status == JOB_FAILED || failed;
+    const struct frame *f = w->frame;
+    if (f->owner && f->stage == EVENTS_STAGE_MAIN) {
+        now->succeeded = !f->failed;
+        now->failed = f->failed;
+    } else {
+        now->succeeded = w->status == JOB_SUCCEEDED;
+        now->failed = w->status == JOB_FAILED;
+    }
     now->cancelled = w->cancel_requested;
 }
 

@@ -450,6 +450,45 @@ def test_composite_failure_skips_the_rest_and_fails_the_job(repo, exec_in):
     assert "outcome=failure" in p.stdout
 
 
+def test_composite_steps_read_the_composites_status_not_the_jobs(repo, exec_in):
+    """As the official SuccessFunction/FailureFunction: success() and failure() in a composite's
+    steps read github.action_status, the composite's own result so far: an always() composite
+    after a failed step of the job runs its steps."""
+    repo.write(".github/actions/report/action.yml", """
+        name: report
+        runs:
+          using: composite
+          steps:
+            - shell: bash
+              run: echo "report runs after the job failed"
+            - if: failure()
+              shell: bash
+              run: echo "report failure branch"
+            - shell: bash
+              run: exit 5
+            - if: failure()
+              shell: bash
+              run: echo "report sees its own failure"
+    """)
+    repo.write(".github/workflows/ci.yml", """
+        on: push
+        jobs:
+          build:
+            runs-on: self-hosted
+            steps:
+              - uses: actions/checkout@v4
+              - run: exit 1
+              - if: always()
+                uses: ./.github/actions/report
+    """)
+    p = exec_in("--json", "--actions-url", "http://127.0.0.1:9/{owner}/{repo}/{ref}")
+    assert p.returncode == 1, p.stdout + p.stderr
+    lines = logs(events(p.stdout))
+    assert "report runs after the job failed" in lines
+    assert "report failure branch" not in lines
+    assert "report sees its own failure" in lines
+
+
 # ---- downloaded actions --------------------------------------------------------------------
 
 REMOTE_ACTION = {
