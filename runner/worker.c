@@ -932,6 +932,13 @@ int worker_spawn_process(struct running_step *rs, const char *const *argv, const
         rs->timer_open = true;
         uv_timer_start(&rs->timer, on_step_timeout, (uint64_t)(rs->timeout_minutes * 60000.0), 0);
     }
+    /* The composite it runs in is out of time, and its condition still let it start (always(),
+     * failure()): as on GitHub, where every step of a composite gets the composite's deadline,
+     * its process starts and is cancelled at once ("The action has timed out."). */
+    if (rs->frame && worker_frame_timed_out(rs->frame)) {
+        rs->timed_out_by_composite = true;
+        sandbox_step_cancel(rs->handle);
+    }
     return 0;
 }
 
@@ -1150,9 +1157,6 @@ static void start_next_step(struct worker *w)
             w->pre_steps = item->next;
             stage = EVENTS_STAGE_PRE;
             s = item->step;
-        } else if (f->next < f->count && worker_frame_timed_out(f)) {
-            f->next = f->count; /* the composite's time is up: nothing more of it starts */
-            continue;
         } else if (f->next < f->count) {
             s = &f->steps[f->next++];
             stage = f->stage;

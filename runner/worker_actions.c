@@ -1193,6 +1193,11 @@ int worker_start_action(struct running_step *rs, json_t *with, const struct temp
             }
             worker_log_line(w, rs, "Prepare all required actions");
             prepare_start(w, inside, count, depth, rs, on_composite_prepared, rs);
+            if (worker_frame_timed_out(rs->frame)) {
+                /* The composite around it is out of time: the download is cancelled at once. */
+                rs->timed_out_by_composite = true;
+                worker_actions_cancel(w);
+            }
             *started = STEP_WAITING;
             return 0;
         }

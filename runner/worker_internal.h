@@ -178,7 +178,8 @@ void worker_actions_close(struct worker *w);
 /* In a composite's pre frame: the condition a step runs under (its action's pre-if), or NULL
  * when its action has no pre step (the step does not appear). */
 const char *worker_pre_condition(struct worker *w, struct frame *f, const struct job_step *s);
-/* Whether f or a composite around it ran out of time: its remaining steps do not start. */
+/* Whether f or a composite around it ran out of time: a step of it that starts is cancelled at
+ * once (its remaining steps keep their deadline, as on GitHub). */
 bool worker_frame_timed_out(const struct frame *f);
 /* Finds what a uses: step runs, once per step (read from the prepared cache). */
 int worker_resolve_step(struct worker *w, const struct job_step *s, struct resolved_action **out,

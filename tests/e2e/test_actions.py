@@ -730,6 +730,11 @@ def test_composite_timeout_bounds_its_inner_steps(repo, exec_in):
             - uses: ./.github/actions/inner
             - shell: bash
               run: echo "outer after inner"
+            - if: always()
+              shell: bash
+              run: sleep 30; echo "cleanup not reached"
+            - if: failure()
+              uses: ./.github/actions/inner
     """)
     repo.write(".github/workflows/ci.yml", """
         on: push
@@ -750,8 +755,13 @@ def test_composite_timeout_bounds_its_inner_steps(repo, exec_in):
     lines = logs(evs)
     assert "outer first" in lines and "inner started" in lines
     assert "inner not reached" not in lines and "outer after inner" not in lines
-    # The running inner step is cancelled as the official composite handler says it...
-    assert "##[error]The action has timed out." in lines
+    # The running inner step is cancelled as the official composite handler says it. The
+    # steps after it that still may run (always(), failure()) start, as on GitHub where each
+    # inner step has the composite's deadline, and are cancelled at once, each saying so; a
+    # composite among them too, step by step.
+    assert "\x1b[36;1msleep 30; echo \"cleanup not reached\"\x1b[0m" in lines
+    assert "cleanup not reached" not in lines
+    assert lines.count("##[error]The action has timed out.") == 3
     # ...and the composite step fails with the usual timeout message.
     assert "##[error]The action 'Run ./.github/actions/outer' has timed out after 0.05 minutes." in lines
     assert "later always step outcome=failure" in lines
