@@ -1158,7 +1158,9 @@ static void start_next_step(struct worker *w)
             stage = EVENTS_STAGE_PRE;
             s = item->step;
         } else if (f->next < f->count) {
-            s = &f->steps[f->next++];
+            /* A composite's post steps run last registered first: its steps backwards. */
+            s = &f->steps[f->stage == EVENTS_STAGE_POST ? f->count - 1 - f->next : f->next];
+            f->next++;
             stage = f->stage;
         } else if (f->owner) {
             worker_end_composite(w, f);
@@ -1179,8 +1181,8 @@ static void start_next_step(struct worker *w)
         set_env_context(w, item ? item->frame : f);
         struct error err = {0};
         const char *condition = item ? stage_condition(w, item, stage) : s->condition;
-        if (!item && stage == EVENTS_STAGE_PRE && !(condition = worker_pre_condition(w, f, s)))
-            continue; /* a composite's pre stage runs only its actions' pre steps */
+        if (!item && stage != EVENTS_STAGE_MAIN && !(condition = worker_stage_condition(w, f, s)))
+            continue; /* a composite's pre (post) stage runs only its actions' pre (post) steps */
         bool run = condition_true(w, condition, &err);
         if (err.message[0] || !run) {
             bool inner = !item && f->owner;

@@ -903,3 +903,213 @@ def test_composite_nesting_stops_at_the_official_depth(repo, exec_in, server):
     assert p.returncode == 1, p.stdout + p.stderr
     assert "Composite action depth exceeded max depth 9" in p.stdout
     assert "| first step" not in p.stdout
+
+
+# ---- post steps of actions inside composites ----------------------------------------------
+
+POST_ACTION = {
+    "action.yml": """
+        name: with-post
+        inputs:
+          tag: {default: none}
+          fail-post: {default: 'no'}
+        runs:
+          using: node20
+          main: main.js
+          post: post.js
+    """,
+    "main.js": """
+        const fs = require('fs');
+        fs.appendFileSync(process.env.GITHUB_STATE, `saved=main-${process.env.INPUT_TAG}\\n`);
+        console.log(`main ${process.env.INPUT_TAG}`);
+    """,
+    "post.js": """
+        const e = process.env;
+        console.log(`post ${e.INPUT_TAG} state=${e.STATE_saved} ` +
+                    `action=${e.GITHUB_ACTION_REPOSITORY}@${e.GITHUB_ACTION_REF} env=${e.FROM_STEP}`);
+        if (e['INPUT_FAIL-POST'] === 'yes') { console.log(`post ${e.INPUT_TAG} fails`); process.exit(4); }
+    """,
+}
+
+
+def serve_post_composites(server):
+    """octo/outer@v1 (a composite) holds a JavaScript action with a post step and octo/inner@v1,
+    a composite holding three more: one whose main step is skipped, one whose post-if is false,
+    one whose post step fails when asked."""
+    server.add("octo/with-post/v1", POST_ACTION)
+    server.add("octo/post-if/v1", dict(POST_ACTION, **{"action.yml": POST_ACTION["action.yml"].replace(
+        "post: post.js", "post: post.js\n          post-if: failure()")}))
+    server.add("octo/inner/v1", {"action.yml": """
+        name: inner
+        inputs:
+          tag: {default: x}
+          fail-post: {default: 'no'}
+        runs:
+          using: composite
+          steps:
+            - uses: octo/with-post@v1
+              with: {tag: "${{ inputs.tag }}-a"}
+            - if: false
+              uses: octo/with-post@v1
+              with: {tag: "${{ inputs.tag }}-not-run"}
+            - uses: octo/post-if@v1
+              with: {tag: "${{ inputs.tag }}-post-if"}
+            - id: b
+              uses: octo/with-post@v1
+              with: {tag: "${{ inputs.tag }}-b", fail-post: "${{ inputs.fail-post }}"}
+              env: {FROM_STEP: inner-b}
+    """})
+    server.add("octo/outer/v1", {"action.yml": """
+        name: outer
+        inputs:
+          fail-post: {default: 'no'}
+        runs:
+          using: composite
+          steps:
+            - uses: octo/with-post@v1
+              with: {tag: outer-first}
+            - uses: octo/inner@v1
+              with: {tag: deep, fail-post: "${{ inputs.fail-post }}"}
+            - shell: bash
+              run: echo "outer main done"
+    """})
+
+
+def post_workflow(repo, fail_post="no"):
+    repo.write(".github/workflows/ci.yml", f"""
+        on: push
+        jobs:
+          build:
+            runs-on: self-hosted
+            steps:
+              - uses: octo/with-post@v1
+                with: {{tag: job-first}}
+              - id: o
+                uses: octo/outer@v1
+                with: {{fail-post: '{fail_post}'}}
+              - uses: octo/with-post@v1
+                with: {{tag: job-last}}
+    """)
+
+
+def step_table(evs):
+    """[(name, stage, conclusion, [log lines])] in the order the steps ran."""
+    started = [e for e in evs if e["event"] == "step_started"]
+    finished = {e["step"]: e for e in evs if e["event"] == "step_finished"}
+    lines = {}
+    for e in evs:
+        if e["event"] == "log":
+            lines.setdefault(e["step"], []).append(e["line"])
+    return [(e["name"], e["stage"], finished[e["step"]]["conclusion"], lines.get(e["step"], []))
+            for e in started]
+
+
+def test_post_steps_inside_composites_run_in_the_composites_post_step(repo, exec_in, server):
+    """As CompositeActionHandler: the actions with a post step inside a composite, at any depth,
+    run in ONE post step of the job's composite step ("Post Run octo/outer@v1"), placed among
+    the job's post steps by when the composite started (last registered first); inside it,
+    last registered first too, only those whose main step ran, each under its post-if, with the
+    state its main step saved, its inputs and its action's repository and ref."""
+    serve_post_composites(server)
+    post_workflow(repo)
+    p = exec_in("--json", "--actions-url", server.url)
+    assert p.returncode == 0, p.stdout + p.stderr
+    table = step_table(events(p.stdout))
+    posts = [(name, conclusion) for name, stage, conclusion, _ in table if stage == "post"]
+    assert posts == [("Post Run octo/with-post@v1", "success"),
+                     ("Post Run octo/outer@v1", "success"),
+                     ("Post Run octo/with-post@v1", "success")], table
+    # Post steps come after every main step.
+    stages = [stage for _, stage, _, _ in table]
+    assert stages == ["main"] * 3 + ["post"] * 3
+    job_last, outer, job_first = [lines for _, stage, _, lines in table if stage == "post"]
+    assert "post job-last state=main-job-last action=octo/with-post@v1 env=undefined" in job_last
+    assert "post job-first state=main-job-first action=octo/with-post@v1 env=undefined" in job_first
+    said = [l for l in outer if l.startswith("post ") or l == "Post job cleanup."]
+    assert said == [
+        "Post job cleanup.",  # the outer composite
+        "Post job cleanup.",  # octo/inner, inside it
+        "Post job cleanup.",
+        "post deep-b state=main-deep-b action=octo/with-post@v1 env=inner-b",
+        "Post job cleanup.",
+        "post deep-a state=main-deep-a action=octo/with-post@v1 env=undefined",
+        "Post job cleanup.",
+        "post outer-first state=main-outer-first action=octo/with-post@v1 env=undefined",
+    ], outer
+    # Not for the action whose main step was skipped; not for the one whose post-if is false.
+    all_lines = logs(events(p.stdout))
+    assert "main deep-post-if" in all_lines
+    assert not any("not-run" in l for l in all_lines)
+    assert not any(l.startswith("post deep-post-if") for l in all_lines)
+
+
+def test_a_failing_post_step_inside_a_composite_fails_its_post_step(repo, exec_in, server):
+    """A failed inner post step fails the composite's post step (and the job); the composite's
+    other post steps still run, their success() reading the job's status, not the composite's."""
+    serve_post_composites(server)
+    post_workflow(repo, fail_post="yes")
+    p = exec_in("--json", "--actions-url", server.url)
+    assert p.returncode == 1, p.stdout + p.stderr
+    table = step_table(events(p.stdout))
+    posts = [(name, conclusion) for name, stage, conclusion, _ in table if stage == "post"]
+    assert posts == [("Post Run octo/with-post@v1", "success"),
+                     ("Post Run octo/outer@v1", "failure"),
+                     ("Post Run octo/with-post@v1", "success")], table
+    outer = [lines for name, _, _, lines in table if name == "Post Run octo/outer@v1"][0]
+    ran = [l for l in outer if l.startswith("post ")]
+    assert ran == ["post deep-b state=main-deep-b action=octo/with-post@v1 env=inner-b",
+                   "post deep-b fails",
+                   "post deep-a state=main-deep-a action=octo/with-post@v1 env=undefined",
+                   "post outer-first state=main-outer-first action=octo/with-post@v1 env=undefined"]
+    assert "##[error]Process completed with exit code 4." in outer
+    # The job's status was success while the composite's post step ran: post-if failure()
+    # stayed false.
+    assert not any(l.startswith("post deep-post-if") for l in logs(events(p.stdout)))
+
+
+def test_a_pre_step_registers_the_post_step(repo, exec_in, server):
+    """As ActionRunner: an action's post step is registered when its pre step runs (when it has
+    one), not only by its main step: a step whose main is skipped by its if: still gets its post
+    step, and its place among the job's post steps is where its pre step put it."""
+    server.add("octo/with-pre/v1", PRE_ACTION)
+    server.add("octo/with-post/v1", POST_ACTION)
+    server.add("octo/wrapper/v1", {"action.yml": """
+        name: wrapper
+        inputs: {tag: {default: w}}
+        runs:
+          using: composite
+          steps:
+            - uses: octo/with-pre@v1
+              with: {tag: "${{ inputs.tag }}"}
+    """})
+    repo.write(".github/workflows/ci.yml", """
+        on: push
+        jobs:
+          build:
+            runs-on: self-hosted
+            steps:
+              - uses: octo/with-post@v1
+                with: {tag: plain}
+              - if: false
+                uses: octo/with-pre@v1
+                with: {tag: skipped-main}
+              - if: false
+                uses: octo/wrapper@v1
+                with: {tag: skipped-composite}
+    """)
+    p = exec_in("--json", "--actions-url", server.url)
+    assert p.returncode == 0, p.stdout + p.stderr
+    table = step_table(events(p.stdout))
+    assert [(name, stage, conclusion) for name, stage, conclusion, _ in table] == [
+        ("Pre Run octo/with-pre@v1", "pre", "success"),
+        ("Pre Run octo/wrapper@v1", "pre", "success"),
+        ("Run octo/with-post@v1", "main", "success"),
+        ("Run octo/with-pre@v1", "main", "skipped"),
+        ("Run octo/wrapper@v1", "main", "skipped"),
+        ("Post Run octo/with-post@v1", "post", "success"),
+        ("Post Run octo/wrapper@v1", "post", "success"),
+        ("Post Run octo/with-pre@v1", "post", "success"),
+    ], table
+    posts = [lines for _, stage, _, lines in table if stage == "post"]
+    assert "nested post skipped-composite state=pre-skipped-composite" in posts[1]
+    assert "nested post skipped-main state=pre-skipped-main" in posts[2]
