@@ -425,6 +425,12 @@ def test_composite_actions_three_levels_deep(repo, exec_in):
     assert "after the failure" in lines and "middle failure handler" not in lines
     finished = [e for e in events(p.stdout) if e["event"] == "job_finished"]
     assert finished[0]["outputs"] == {"all": "xyxy-sub-failure-success"}
+    # A local action inside a composite counts as having a post step (ActionManager cannot
+    # read it in advance): the outer composite gets a post step, which runs middle's (it holds
+    # a local action too) and nothing of inner's (read by then: no post step).
+    posts = [(name, lines) for name, stage, _, lines in step_table(events(p.stdout))
+             if stage == "post"]
+    assert posts == [("Post Run ./.github/actions/outer", ["Post job cleanup."] * 2)], posts
 
 
 def test_composite_failure_skips_the_rest_and_fails_the_job(repo, exec_in):
