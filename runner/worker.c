@@ -69,23 +69,23 @@ static const char *status_name(enum job_status s)
 
 /* --- status functions for if: -------------------------------------------------------- */
 
-/* Inside a composite action, a failed step of it counts as the job's failure does. */
-static bool frames_failed(const struct worker *w)
-{
-    for (const struct frame *f = w->frame; f; f = f->parent)
-        if (f->failed)
-            return true;
-    return false;
-}
-
-/* How the job stands for success(), failure() and cancelled() (workflow/status.h). */
+/* How the job stands for success(), failure() and cancelled() (workflow/status.h). As the
+ * official SuccessFunction and FailureFunction: a composite action's main steps read
+ * github.action_status, the result so far of the composite they sit in (not the job's: after
+ * a failed step of the job, an always() composite's steps still run under success()); the job's
+ * steps, and pre and post steps at any depth, read job.status. cancelled() is the job's. */
 static void worker_status_now(const struct status_source *source, struct status_now *now)
 {
     const struct worker *w =
         (const struct worker *)((const char *)source - offsetof(struct worker, status_source));
-    bool failed = frames_failed(w);
-    now->succeeded = w->status == JOB_SUCCEEDED && !failed;
-    now->failed = w->status == JOB_FAILED || failed;
+    const struct frame *f = w->frame;
+    if (f->owner && f->stage == EVENTS_STAGE_MAIN) {
+        now->succeeded = !f->failed;
+        now->failed = f->failed;
+    } else {
+        now->succeeded = w->status == JOB_SUCCEEDED;
+        now->failed = w->status == JOB_FAILED;
+    }
     now->cancelled = w->cancel_requested;
 }
 
@@ -932,6 +932,13 @@ int worker_spawn_process(struct running_step *rs, const char *const *argv, const
         rs->timer_open = true;
         uv_timer_start(&rs->timer, on_step_timeout, (uint64_t)(rs->timeout_minutes * 60000.0), 0);
     }
+    /* The composite it runs in is out of time, and its condition still let it start (always(),
+     * failure()): as on GitHub, where every step of a composite gets the composite's deadline,
+     * its process starts and is cancelled at once ("The action has timed out."). */
+    if (rs->frame && worker_frame_timed_out(rs->frame)) {
+        rs->timed_out_by_composite = true;
+        sandbox_step_cancel(rs->handle);
+    }
     return 0;
 }
 
@@ -1150,11 +1157,10 @@ static void start_next_step(struct worker *w)
             w->pre_steps = item->next;
             stage = EVENTS_STAGE_PRE;
             s = item->step;
-        } else if (f->next < f->count && worker_frame_timed_out(f)) {
-            f->next = f->count; /* the composite's time is up: nothing more of it starts */
-            continue;
         } else if (f->next < f->count) {
-            s = &f->steps[f->next++];
+            /* A composite's post steps run last registered first: its steps backwards. */
+            s = &f->steps[f->stage == EVENTS_STAGE_POST ? f->count - 1 - f->next : f->next];
+            f->next++;
             stage = f->stage;
         } else if (f->owner) {
             worker_end_composite(w, f);
@@ -1175,8 +1181,8 @@ static void start_next_step(struct worker *w)
         set_env_context(w, item ? item->frame : f);
         struct error err = {0};
         const char *condition = item ? stage_condition(w, item, stage) : s->condition;
-        if (!item && stage == EVENTS_STAGE_PRE && !(condition = worker_pre_condition(w, f, s)))
-            continue; /* a composite's pre stage runs only its actions' pre steps */
+        if (!item && stage != EVENTS_STAGE_MAIN && !(condition = worker_stage_condition(w, f, s)))
+            continue; /* a composite's pre (post) stage runs only its actions' pre (post) steps */
         bool run = condition_true(w, condition, &err);
         if (err.message[0] || !run) {
             bool inner = !item && f->owner;

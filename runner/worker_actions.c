@@ -134,6 +134,28 @@ static bool has_pre(struct worker *w, const struct resolved_action *r)
     return false;
 }
 
+/* Whether the action has a post step (HasPost): a JavaScript action with runs.post, a container
+ * action with post-entrypoint, or a composite with an action inside that has one. A local
+ * action inside a composite counts as having one: ActionManager cannot read it before it runs
+ * and assumes so, so such a composite always gets a post step (which may run nothing). */
+static bool has_post(struct worker *w, const struct resolved_action *r)
+{
+    if (!r || !r->action)
+        return false;
+    if (r->action->kind == ACTION_NODE)
+        return r->action->post != NULL;
+    if (r->action->kind == ACTION_DOCKER)
+        return r->action->post_entrypoint != NULL;
+    if (!r->steps_ready)
+        return false;
+    for (size_t i = 0; i < r->step_count; i++) {
+        const struct job_step *s = &r->steps[i];
+        if (is_local(s) || (is_remote(s) && has_post(w, resolved_find(w, s))))
+            return true;
+    }
+    return false;
+}
+
 /* --- preparing: resolve (runner mode), download, read; level by level ------------------- */
 
 typedef void prepare_done_fn(struct worker *w, int rc, const struct error *err, void *user);
@@ -764,12 +786,22 @@ void worker_resolved_action_free(struct resolved_action *r)
     free(r->repository);
     free(r->ref);
     json_decref(r->state);
+    json_decref(r->steps_scope);
     arena_free(&r->arena);
     free(r);
 }
 
-const char *worker_pre_condition(struct worker *w, struct frame *f, const struct job_step *s)
+const char *worker_stage_condition(struct worker *w, struct frame *f, const struct job_step *s)
 {
+    if (f->stage == EVENTS_STAGE_POST) {
+        /* CompositeActionHandler runs only the post steps registered (their action's pre or
+         * main step ran), each under the condition it was registered with: its post-if
+         * (CleanupCondition), always() for a composite. */
+        struct resolved_action *r = s->kind == JOB_STEP_SCRIPT ? NULL : resolved_find(w, s);
+        if (!r || !r->post_registered)
+            return NULL;
+        return action_steps_condition(&f->arena, r->action->post_if, "always()");
+    }
     struct resolved_action *r = is_remote(s) ? resolved_find(w, s) : NULL;
     if (!has_pre(w, r))
         return NULL;
@@ -1022,7 +1054,13 @@ static int start_composite(struct running_step *rs, const struct template_contex
     f->owner = rs;
     f->resolved = rs->resolved;
     f->stage = rs->stage;
-    f->steps_context = json_object();
+    /* Its post steps see the steps context its main steps built (the official runner gives
+     * them the main stage's scope); its pre steps, and the main steps at first, an empty one. */
+    struct resolved_action *r = rs->resolved;
+    f->steps_context = f->stage == EVENTS_STAGE_POST && r->steps_scope ? json_incref(r->steps_scope)
+                                                                       : json_object();
+    if (f->stage == EVENTS_STAGE_MAIN && !r->steps_scope)
+        r->steps_scope = json_incref(f->steps_context);
     f->inputs_context = json_deep_copy(rs->input_values);
     f->env_overlay = json_deep_copy(rs->frame->env_overlay);
     json_t *step_env = template_evaluate_string_map(rs->step->environment, tc, err);
@@ -1097,13 +1135,29 @@ void worker_end_composite(struct worker *w, struct frame *f)
     worker_running_step_free(rs);
 }
 
+/* As ActionRunner: an action with a post step registers it when its pre or main step starts,
+ * once (before it runs, so a step that then fails still has its post step). A step of the job
+ * gets a post step of its own, "Post <name>", on the job's stack (RegisterPostJobStep); an
+ * action inside a composite is only marked (EmbeddedStepsWithPostRegistered): the post step of
+ * the composite around it runs it, so a composite's inner post steps, at any depth, run inside
+ * the one post step of the job's composite step. */
 static void register_post(struct worker *w, struct running_step *rs)
 {
+    struct resolved_action *r = rs->resolved;
+    if (rs->stage == EVENTS_STAGE_POST || r->post_registered || !has_post(w, r))
+        return;
+    r->post_registered = true;
+    if (rs->inner)
+        return;
+    /* Registered by the pre step: "Post <name>", not "Post Pre <name>". */
+    const char *name = rs->display_name;
+    if (rs->stage == EVENTS_STAGE_PRE && str_starts_with_nocase(name, "Pre "))
+        name += strlen("Pre ");
     struct post_step *p = xcalloc(1, sizeof *p);
     p->step = rs->step;
-    p->resolved = rs->resolved;
+    p->resolved = r;
     p->frame = rs->frame;
-    p->display_name = xasprintf("Post %s", rs->display_name);
+    p->display_name = xasprintf("Post %s", name);
     p->next = w->post_steps;
     w->post_steps = p;
 }
@@ -1131,6 +1185,7 @@ static void on_composite_prepared(struct worker *w, int rc, const struct error *
         struct expr_context ec;
         struct template_context tc;
         worker_template_context(w, &ec, &tc);
+        register_post(w, rs); /* the actions inside it are known now (ActionRunner reloads it) */
         warn_local_pre(rs);
         rc = start_composite(rs, &tc, &e);
         err = &e;
@@ -1184,11 +1239,15 @@ int worker_start_action(struct running_step *rs, json_t *with, const struct temp
                          "%s is a Docker container action (runs.using: %s): harrier cannot run "
                          "container actions yet (it has no OCI image runtime)",
                          action_label(rs), a->using);
+    register_post(w, rs);
     rs->input_values = action_input_values(rs, with, tc, err);
     if (!rs->input_values)
         return err->code;
+    /* As the official Handler.PrintActionDetails: a post step says only this. */
     if (rs->stage == EVENTS_STAGE_MAIN)
         log_action_header(rs);
+    else if (rs->stage == EVENTS_STAGE_POST)
+        worker_log_line(w, rs, "Post job cleanup.");
     if (a->kind == ACTION_COMPOSITE) {
         size_t count;
         struct resolved_action **inside = unprepared_inside(w, r, &count);
@@ -1201,6 +1260,11 @@ int worker_start_action(struct running_step *rs, json_t *with, const struct temp
             }
             worker_log_line(w, rs, "Prepare all required actions");
             prepare_start(w, inside, count, depth, rs, on_composite_prepared, rs);
+            if (worker_frame_timed_out(rs->frame)) {
+                /* The composite around it is out of time: the download is cancelled at once. */
+                rs->timed_out_by_composite = true;
+                worker_actions_cancel(w);
+            }
             *started = STEP_WAITING;
             return 0;
         }
@@ -1213,9 +1277,6 @@ int worker_start_action(struct running_step *rs, json_t *with, const struct temp
     warn_local_pre(rs);
     if (spawn_node(rs, err) < 0)
         return err->code;
-    /* Post steps run at the job's end for actions whose main step ran. */
-    if (rs->stage == EVENTS_STAGE_MAIN && a->post)
-        register_post(w, rs);
     *started = STEP_RUNNING;
     return 0;
 }

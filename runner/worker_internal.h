@@ -41,6 +41,10 @@ struct resolved_action {
     char *ref;
     bool checkout_copy;     /* local mode: actions/checkout could not be fetched; copy the tree */
     json_t *state;          /* STATE_* saved by its pre and main steps */
+    bool post_registered;   /* its pre or main step ran and it has a post step: that runs at the
+                               job's end, or in the post step of the composite it sits in */
+    json_t *steps_scope;    /* composite: the steps context of its main steps, which its post
+                               steps see (the official runner's SiblingScopeName) */
     struct job_step *steps; /* composite: its runs.steps, converted once (stable pointers: the
                                steps' own resolved actions are found by them) */
     size_t step_count;
@@ -58,13 +62,15 @@ struct frame {
     json_t *steps_context, *inputs_context;
     json_t *env_overlay; /* the env: of the uses: steps around this frame */
     bool failed;
-    enum events_stage stage; /* MAIN, or PRE: a composite's pre, its actions' pre steps */
+    enum events_stage stage; /* MAIN; PRE: a composite's pre, its actions' pre steps; POST: its
+                                post, the post steps registered inside it, last first */
     uv_timer_t timer;        /* the composite step's timeout-minutes, over all its steps */
     bool timer_open, timed_out;
     struct arena arena; /* conditions built for its steps */
 };
 
-/* A post step waiting for the job's end, registered when its action's main step ran. */
+/* A job-level pre step, or a post step waiting for the job's end (registered when its action's
+ * pre or main step ran). */
 struct post_step {
     struct post_step *next;
     const struct job_step *step;
@@ -175,10 +181,12 @@ void worker_prepare_actions(struct worker *w, worker_actions_ready_fn *done);
 void worker_actions_cancel(struct worker *w);
 /* The job's end: the action download's client and handles closed. */
 void worker_actions_close(struct worker *w);
-/* In a composite's pre frame: the condition a step runs under (its action's pre-if), or NULL
- * when its action has no pre step (the step does not appear). */
-const char *worker_pre_condition(struct worker *w, struct frame *f, const struct job_step *s);
-/* Whether f or a composite around it ran out of time: its remaining steps do not start. */
+/* In a composite's pre or post frame: the condition a step runs under (its action's pre-if or
+ * post-if), or NULL when the step does not appear there (no pre step; no post step registered,
+ * its action's pre and main steps having not run). */
+const char *worker_stage_condition(struct worker *w, struct frame *f, const struct job_step *s);
+/* Whether f or a composite around it ran out of time: a step of it that starts is cancelled at
+ * once (its remaining steps keep their deadline, as on GitHub). */
 bool worker_frame_timed_out(const struct frame *f);
 /* Finds what a uses: step runs, once per step (read from the prepared cache). */
 int worker_resolve_step(struct worker *w, const struct job_step *s, struct resolved_action **out,

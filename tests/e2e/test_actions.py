@@ -425,6 +425,12 @@ def test_composite_actions_three_levels_deep(repo, exec_in):
     assert "after the failure" in lines and "middle failure handler" not in lines
     finished = [e for e in events(p.stdout) if e["event"] == "job_finished"]
     assert finished[0]["outputs"] == {"all": "xyxy-sub-failure-success"}
+    # A local action inside a composite counts as having a post step (ActionManager cannot
+    # read it in advance): the outer composite gets a post step, which runs middle's (it holds
+    # a local action too) and nothing of inner's (read by then: no post step).
+    posts = [(name, lines) for name, stage, _, lines in step_table(events(p.stdout))
+             if stage == "post"]
+    assert posts == [("Post Run ./.github/actions/outer", ["Post job cleanup."] * 2)], posts
 
 
 def test_composite_failure_skips_the_rest_and_fails_the_job(repo, exec_in):
@@ -448,6 +454,45 @@ def test_composite_failure_skips_the_rest_and_fails_the_job(repo, exec_in):
     assert "after the failure" not in p.stdout
     assert "middle failure handler" in p.stdout
     assert "outcome=failure" in p.stdout
+
+
+def test_composite_steps_read_the_composites_status_not_the_jobs(repo, exec_in):
+    """As the official SuccessFunction/FailureFunction: success() and failure() in a composite's
+    steps read github.action_status, the composite's own result so far: an always() composite
+    after a failed step of the job runs its steps."""
+    repo.write(".github/actions/report/action.yml", """
+        name: report
+        runs:
+          using: composite
+          steps:
+            - shell: bash
+              run: echo "report runs after the job failed"
+            - if: failure()
+              shell: bash
+              run: echo "report failure branch"
+            - shell: bash
+              run: exit 5
+            - if: failure()
+              shell: bash
+              run: echo "report sees its own failure"
+    """)
+    repo.write(".github/workflows/ci.yml", """
+        on: push
+        jobs:
+          build:
+            runs-on: self-hosted
+            steps:
+              - uses: actions/checkout@v4
+              - run: exit 1
+              - if: always()
+                uses: ./.github/actions/report
+    """)
+    p = exec_in("--json", "--actions-url", "http://127.0.0.1:9/{owner}/{repo}/{ref}")
+    assert p.returncode == 1, p.stdout + p.stderr
+    lines = logs(events(p.stdout))
+    assert "report runs after the job failed" in lines
+    assert "report failure branch" not in lines
+    assert "report sees its own failure" in lines
 
 
 # ---- downloaded actions --------------------------------------------------------------------
@@ -691,6 +736,11 @@ def test_composite_timeout_bounds_its_inner_steps(repo, exec_in):
             - uses: ./.github/actions/inner
             - shell: bash
               run: echo "outer after inner"
+            - if: always()
+              shell: bash
+              run: sleep 30; echo "cleanup not reached"
+            - if: failure()
+              uses: ./.github/actions/inner
     """)
     repo.write(".github/workflows/ci.yml", """
         on: push
@@ -711,8 +761,13 @@ def test_composite_timeout_bounds_its_inner_steps(repo, exec_in):
     lines = logs(evs)
     assert "outer first" in lines and "inner started" in lines
     assert "inner not reached" not in lines and "outer after inner" not in lines
-    # The running inner step is cancelled as the official composite handler says it...
-    assert "##[error]The action has timed out." in lines
+    # The running inner step is cancelled as the official composite handler says it. The
+    # steps after it that still may run (always(), failure()) start, as on GitHub where each
+    # inner step has the composite's deadline, and are cancelled at once, each saying so; a
+    # composite among them too, step by step.
+    assert "\x1b[36;1msleep 30; echo \"cleanup not reached\"\x1b[0m" in lines
+    assert "cleanup not reached" not in lines
+    assert lines.count("##[error]The action has timed out.") == 3
     # ...and the composite step fails with the usual timeout message.
     assert "##[error]The action 'Run ./.github/actions/outer' has timed out after 0.05 minutes." in lines
     assert "later always step outcome=failure" in lines
@@ -854,3 +909,213 @@ def test_composite_nesting_stops_at_the_official_depth(repo, exec_in, server):
     assert p.returncode == 1, p.stdout + p.stderr
     assert "Composite action depth exceeded max depth 9" in p.stdout
     assert "| first step" not in p.stdout
+
+
+# ---- post steps of actions inside composites ----------------------------------------------
+
+POST_ACTION = {
+    "action.yml": """
+        name: with-post
+        inputs:
+          tag: {default: none}
+          fail-post: {default: 'no'}
+        runs:
+          using: node20
+          main: main.js
+          post: post.js
+    """,
+    "main.js": """
+        const fs = require('fs');
+        fs.appendFileSync(process.env.GITHUB_STATE, `saved=main-${process.env.INPUT_TAG}\\n`);
+        console.log(`main ${process.env.INPUT_TAG}`);
+    """,
+    "post.js": """
+        const e = process.env;
+        console.log(`post ${e.INPUT_TAG} state=${e.STATE_saved} ` +
+                    `action=${e.GITHUB_ACTION_REPOSITORY}@${e.GITHUB_ACTION_REF} env=${e.FROM_STEP}`);
+        if (e['INPUT_FAIL-POST'] === 'yes') { console.log(`post ${e.INPUT_TAG} fails`); process.exit(4); }
+    """,
+}
+
+
+def serve_post_composites(server):
+    """octo/outer@v1 (a composite) holds a JavaScript action with a post step and octo/inner@v1,
+    a composite holding three more: one whose main step is skipped, one whose post-if is false,
+    one whose post step fails when asked."""
+    server.add("octo/with-post/v1", POST_ACTION)
+    server.add("octo/post-if/v1", dict(POST_ACTION, **{"action.yml": POST_ACTION["action.yml"].replace(
+        "post: post.js", "post: post.js\n          post-if: failure()")}))
+    server.add("octo/inner/v1", {"action.yml": """
+        name: inner
+        inputs:
+          tag: {default: x}
+          fail-post: {default: 'no'}
+        runs:
+          using: composite
+          steps:
+            - uses: octo/with-post@v1
+              with: {tag: "${{ inputs.tag }}-a"}
+            - if: false
+              uses: octo/with-post@v1
+              with: {tag: "${{ inputs.tag }}-not-run"}
+            - uses: octo/post-if@v1
+              with: {tag: "${{ inputs.tag }}-post-if"}
+            - id: b
+              uses: octo/with-post@v1
+              with: {tag: "${{ inputs.tag }}-b", fail-post: "${{ inputs.fail-post }}"}
+              env: {FROM_STEP: inner-b}
+    """})
+    server.add("octo/outer/v1", {"action.yml": """
+        name: outer
+        inputs:
+          fail-post: {default: 'no'}
+        runs:
+          using: composite
+          steps:
+            - uses: octo/with-post@v1
+              with: {tag: outer-first}
+            - uses: octo/inner@v1
+              with: {tag: deep, fail-post: "${{ inputs.fail-post }}"}
+            - shell: bash
+              run: echo "outer main done"
+    """})
+
+
+def post_workflow(repo, fail_post="no"):
+    repo.write(".github/workflows/ci.yml", f"""
+        on: push
+        jobs:
+          build:
+            runs-on: self-hosted
+            steps:
+              - uses: octo/with-post@v1
+                with: {{tag: job-first}}
+              - id: o
+                uses: octo/outer@v1
+                with: {{fail-post: '{fail_post}'}}
+              - uses: octo/with-post@v1
+                with: {{tag: job-last}}
+    """)
+
+
+def step_table(evs):
+    """[(name, stage, conclusion, [log lines])] in the order the steps ran."""
+    started = [e for e in evs if e["event"] == "step_started"]
+    finished = {e["step"]: e for e in evs if e["event"] == "step_finished"}
+    lines = {}
+    for e in evs:
+        if e["event"] == "log":
+            lines.setdefault(e["step"], []).append(e["line"])
+    return [(e["name"], e["stage"], finished[e["step"]]["conclusion"], lines.get(e["step"], []))
+            for e in started]
+
+
+def test_post_steps_inside_composites_run_in_the_composites_post_step(repo, exec_in, server):
+    """As CompositeActionHandler: the actions with a post step inside a composite, at any depth,
+    run in ONE post step of the job's composite step ("Post Run octo/outer@v1"), placed among
+    the job's post steps by when the composite started (last registered first); inside it,
+    last registered first too, only those whose main step ran, each under its post-if, with the
+    state its main step saved, its inputs and its action's repository and ref."""
+    serve_post_composites(server)
+    post_workflow(repo)
+    p = exec_in("--json", "--actions-url", server.url)
+    assert p.returncode == 0, p.stdout + p.stderr
+    table = step_table(events(p.stdout))
+    posts = [(name, conclusion) for name, stage, conclusion, _ in table if stage == "post"]
+    assert posts == [("Post Run octo/with-post@v1", "success"),
+                     ("Post Run octo/outer@v1", "success"),
+                     ("Post Run octo/with-post@v1", "success")], table
+    # Post steps come after every main step.
+    stages = [stage for _, stage, _, _ in table]
+    assert stages == ["main"] * 3 + ["post"] * 3
+    job_last, outer, job_first = [lines for _, stage, _, lines in table if stage == "post"]
+    assert "post job-last state=main-job-last action=octo/with-post@v1 env=undefined" in job_last
+    assert "post job-first state=main-job-first action=octo/with-post@v1 env=undefined" in job_first
+    said = [l for l in outer if l.startswith("post ") or l == "Post job cleanup."]
+    assert said == [
+        "Post job cleanup.",  # the outer composite
+        "Post job cleanup.",  # octo/inner, inside it
+        "Post job cleanup.",
+        "post deep-b state=main-deep-b action=octo/with-post@v1 env=inner-b",
+        "Post job cleanup.",
+        "post deep-a state=main-deep-a action=octo/with-post@v1 env=undefined",
+        "Post job cleanup.",
+        "post outer-first state=main-outer-first action=octo/with-post@v1 env=undefined",
+    ], outer
+    # Not for the action whose main step was skipped; not for the one whose post-if is false.
+    all_lines = logs(events(p.stdout))
+    assert "main deep-post-if" in all_lines
+    assert not any("not-run" in l for l in all_lines)
+    assert not any(l.startswith("post deep-post-if") for l in all_lines)
+
+
+def test_a_failing_post_step_inside_a_composite_fails_its_post_step(repo, exec_in, server):
+    """A failed inner post step fails the composite's post step (and the job); the composite's
+    other post steps still run, their success() reading the job's status, not the composite's."""
+    serve_post_composites(server)
+    post_workflow(repo, fail_post="yes")
+    p = exec_in("--json", "--actions-url", server.url)
+    assert p.returncode == 1, p.stdout + p.stderr
+    table = step_table(events(p.stdout))
+    posts = [(name, conclusion) for name, stage, conclusion, _ in table if stage == "post"]
+    assert posts == [("Post Run octo/with-post@v1", "success"),
+                     ("Post Run octo/outer@v1", "failure"),
+                     ("Post Run octo/with-post@v1", "success")], table
+    outer = [lines for name, _, _, lines in table if name == "Post Run octo/outer@v1"][0]
+    ran = [l for l in outer if l.startswith("post ")]
+    assert ran == ["post deep-b state=main-deep-b action=octo/with-post@v1 env=inner-b",
+                   "post deep-b fails",
+                   "post deep-a state=main-deep-a action=octo/with-post@v1 env=undefined",
+                   "post outer-first state=main-outer-first action=octo/with-post@v1 env=undefined"]
+    assert "##[error]Process completed with exit code 4." in outer
+    # The job's status was success while the composite's post step ran: post-if failure()
+    # stayed false.
+    assert not any(l.startswith("post deep-post-if") for l in logs(events(p.stdout)))
+
+
+def test_a_pre_step_registers_the_post_step(repo, exec_in, server):
+    """As ActionRunner: an action's post step is registered when its pre step runs (when it has
+    one), not only by its main step: a step whose main is skipped by its if: still gets its post
+    step, and its place among the job's post steps is where its pre step put it."""
+    server.add("octo/with-pre/v1", PRE_ACTION)
+    server.add("octo/with-post/v1", POST_ACTION)
+    server.add("octo/wrapper/v1", {"action.yml": """
+        name: wrapper
+        inputs: {tag: {default: w}}
+        runs:
+          using: composite
+          steps:
+            - uses: octo/with-pre@v1
+              with: {tag: "${{ inputs.tag }}"}
+    """})
+    repo.write(".github/workflows/ci.yml", """
+        on: push
+        jobs:
+          build:
+            runs-on: self-hosted
+            steps:
+              - uses: octo/with-post@v1
+                with: {tag: plain}
+              - if: false
+                uses: octo/with-pre@v1
+                with: {tag: skipped-main}
+              - if: false
+                uses: octo/wrapper@v1
+                with: {tag: skipped-composite}
+    """)
+    p = exec_in("--json", "--actions-url", server.url)
+    assert p.returncode == 0, p.stdout + p.stderr
+    table = step_table(events(p.stdout))
+    assert [(name, stage, conclusion) for name, stage, conclusion, _ in table] == [
+        ("Pre Run octo/with-pre@v1", "pre", "success"),
+        ("Pre Run octo/wrapper@v1", "pre", "success"),
+        ("Run octo/with-post@v1", "main", "success"),
+        ("Run octo/with-pre@v1", "main", "skipped"),
+        ("Run octo/wrapper@v1", "main", "skipped"),
+        ("Post Run octo/with-post@v1", "post", "success"),
+        ("Post Run octo/wrapper@v1", "post", "success"),
+        ("Post Run octo/with-pre@v1", "post", "success"),
+    ], table
+    posts = [lines for _, stage, _, lines in table if stage == "post"]
+    assert "nested post skipped-composite state=pre-skipped-composite" in posts[1]
+    assert "nested post skipped-main state=pre-skipped-main" in posts[2]

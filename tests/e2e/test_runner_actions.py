@@ -330,6 +330,54 @@ def test_a_local_composite_resolves_its_actions_when_it_starts(runner):
         [["octo/greet"]]
 
 
+TIDY_ACTION = {
+    "action.yml": """name: tidy
+inputs:
+  tag: {required: true}
+runs:
+  using: node20
+  main: main.js
+  post: post.js
+""",
+    "main.js": """require('fs').appendFileSync(process.env.GITHUB_STATE, `made=${process.env.INPUT_TAG}\\n`);
+console.log(`tidy main ${process.env.INPUT_TAG}`);
+""",
+    "post.js": "console.log(`tidy post ${process.env.INPUT_TAG} state=${process.env.STATE_made}`);\n",
+}
+
+
+def test_post_steps_inside_a_composite_are_one_timeline_record(runner):
+    """The post steps of the actions inside a composite run in one post step of the composite
+    (CompositeActionHandler), so the timeline has one "Post <composite>" record, after the main
+    steps, and its log holds theirs, last registered first."""
+    r = runner
+    r.admin.add_action("octo/tidy", "v1", TIDY_ACTION)
+    r.admin.add_action("octo/kit", "v1", {"action.yml": """name: kit
+runs:
+  using: composite
+  steps:
+    - uses: octo/tidy@v1
+      with: {tag: one}
+    - uses: octo/tidy@v1
+      with: {tag: two}
+"""})
+    r.start()
+    kit = uses_step("octo/kit@v1", "kit")
+    q = r.admin.queue_job(fh.minimal_job_message([kit, fh.script_step("echo after", name="after")]))
+    job = r.admin.wait_job(q["requestId"], timeout=60)
+    assert job["state"] == "completed" and job["result"] == "succeeded", job
+    records = r.admin.job(q["requestId"], "timeline")["records"]
+    tasks = sorted([x for x in records if x["type"] == "Task"], key=lambda x: x["order"])
+    names = [x["name"] for x in tasks]
+    assert names == ["Set up job", "Run octo/kit@v1", "Run echo after", "Post Run octo/kit@v1",
+                     "Complete job"], names
+    post = tasks[3]
+    assert post["result"] == "succeeded" and post["state"] == "completed", post
+    log = r.admin.job(q["requestId"], "logs")["records"][post["id"]]
+    assert log.count("Post job cleanup.") == 3, log
+    assert log.index("tidy post two state=two") < log.index("tidy post one state=one"), log
+
+
 # ---- `harrier worker` against a minimal service: the answers fakehub does not give ----------
 
 class MiniService:
