@@ -299,7 +299,9 @@ static void job_maybe_free(struct job *j);
 
 static void job_op_next(struct job *j)
 {
-    if (j->op_running || j->op_waiting || !j->ops || !j->connected)
+    /* Nothing of the job goes to the service before its lock was renewed once (§7.1: the
+     * official worker starts, and reports, only then). */
+    if (j->op_running || j->op_waiting || !j->ops || !j->connected || !j->renewed)
         return;
     while (j->ops && j->ops->kind == OP_LOG_PAGE && j->records[j->ops->record].log_failed) {
         struct op *drop = j->ops;
@@ -590,7 +592,7 @@ static void on_flush(uv_timer_t *t)
     j->flush_ticks++;
     if (j->flush_ticks == 240)
         uv_timer_set_repeat(t, 500);
-    if (j->finishing || !j->connected || j->op_running || j->ops)
+    if (j->finishing || !j->connected || !j->renewed || j->op_running || j->ops)
         return;
     if (j->flush_ticks >= 240 || j->flush_ticks % 2 == 0)
         flush_records(j);
@@ -740,10 +742,10 @@ static void on_event(struct job *j, const struct events_event *ev)
             j->step_cap = cap;
         }
         j->step_record[ev->step] = index;
-        /* A step's start goes out at once when nothing else is being sent, so the job's page
-         * shows it without the batching delay. */
-        if (!j->op_running && !j->ops && !j->op_waiting)
-            flush_records(j);
+        /* A step's start goes out at once, so the job's page shows it without the batching
+         * delay: next, ahead of uploads already queued. */
+        if (!j->ops || j->ops->kind != OP_RECORDS)
+            job_op_push(j, OP_RECORDS, 0, NULL, true);
         break;
     }
     case EVENTS_LOG:
@@ -874,6 +876,12 @@ static void job_finish(struct job *j)
     uv_timer_stop(&j->kill_timer);
     if (!j->reported)
         j->result = j->cancelled ? "canceled" : "failed";
+    if (!j->renewed) {
+        /* A job whose lock was never renewed is dropped here as abandoned; nothing is
+         * reported (§7.1), the service gives it to another runner. */
+        job_done(j);
+        return;
+    }
     setup_record_close(j, j->steps_started ? "succeeded" : j->cancelled ? "canceled" : "failed");
     complete_record_add(j);
     struct record *job = &j->records[0];
@@ -976,6 +984,7 @@ static void on_renew(struct http_response *resp, const struct error *err, void *
         if (first) {
             /* Polling goes on with status Busy: that is where a cancellation arrives. */
             message_delete(j->sl, j->message_id, true);
+            flush_records(j); /* the job's start: its record and "Set up job" in progress */
             job_start_worker(j);
         }
         goto out;
@@ -1027,6 +1036,8 @@ static void on_job_connected(int rc, const struct error *err, void *user)
         return;
     }
     j->connected = true;
+    if (j->renewed)
+        flush_records(j); /* the job's start, held until the job service was reachable */
     job_op_next(j);
 }
 

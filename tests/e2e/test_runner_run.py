@@ -557,3 +557,32 @@ def test_run_steps_get_the_oidc_endpoint_and_not_the_runtime_token(make_runner, 
         assert "aud: harrier-test" in log
     else:
         assert "present: \n" in log or log.rstrip().endswith("present:"), log
+
+
+def test_a_job_whose_lock_is_never_renewed_is_dropped_unreported(make_runner):
+    """§7.1: when the first lock renewal fails six times the job is dropped as abandoned:
+    no worker, nothing sent for it, and the runner goes back to listening."""
+    r = make_runner()
+    proc = r.start()
+    r.wait_polling()
+    r.admin.fault(route="jobrequests", method="PATCH", action="status", status=500, times=0)
+    q = r.admin.queue_job(job_message("echo must-not-run", secret=False))
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        renews = [x for x in r.admin.requests(route="jobrequests") if x["method"] == "PATCH"]
+        if len(renews) >= 6:
+            break
+        time.sleep(0.2)
+    assert len(renews) >= 6, renews
+    r.admin.clear_faults()
+    r.wait_polling()                                   # listening again
+    time.sleep(1)
+    job = r.admin.job(q["requestId"])
+    assert job["state"] != "completed", job
+    sent = [x for x in r.admin.requests() if x["route"] in ("records", "feed", "logs", "events")]
+    assert sent == [], sent
+    assert "must-not-run" not in json.dumps(r.admin.requests())
+    proc.send_signal(signal.SIGTERM)
+    rc, _, err = finish(proc)
+    assert rc == 0, err
+    assert "abandoned" in err
