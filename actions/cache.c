@@ -348,11 +348,7 @@ static void fetch_attempt(struct action_fetch *f)
     /* A pre-seeded archive (ACTIONS_RUNNER_ACTION_ARCHIVE_CACHE) is used instead of the
      * download, as the official ActionManager does; a miss falls through to the download. */
     if (f->archive && f->attempt == 1 && access(f->archive, R_OK) == 0) {
-        if (f->o.on_note) {
-            cleanup_free char *line =
-                xasprintf("Found action archive '%s' in the archive cache", f->archive);
-            f->o.on_note(line, f->o.user);
-        }
+        note(f, "Found action archive '%s' in the archive cache", f->archive);
         extract_start(f);
         return;
     }

@@ -171,15 +171,20 @@ static void set_masked(struct events_writer *writer, json_t *object, const char 
         json_object_set_new(object, key, masked_string(writer, value, strlen(value)));
 }
 
-static json_t *event_new(enum events_kind kind)
+void events_time_now(char *out, size_t size)
 {
     struct timeval tv;
     gettimeofday(&tv, NULL);
     struct tm tm;
     gmtime_r(&tv.tv_sec, &tm);
-    char time[40];
-    size_t n = strftime(time, sizeof(time), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(time + n, sizeof(time) - n, ".%03dZ", (int)(tv.tv_usec / 1000));
+    size_t n = strftime(out, size, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, size - n, ".%03dZ", (int)(tv.tv_usec / 1000));
+}
+
+static json_t *event_new(enum events_kind kind)
+{
+    char time[EVENTS_TIME_SIZE];
+    events_time_now(time, sizeof time);
     return json_pack("{s:s, s:s}", "event", kind_names[kind], "time", time);
 }
 

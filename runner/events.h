@@ -35,6 +35,10 @@ enum events_result {
 
 const char *events_result_name(enum events_result result); /* "success", "failure", … */
 
+/* An event's "time": UTC, RFC 3339 with milliseconds ("2026-11-24T05:30:12.345Z"). */
+enum { EVENTS_TIME_SIZE = 40 };
+void events_time_now(char *out, size_t size);
+
 struct events_output {
     const char *name;
     const char *value;

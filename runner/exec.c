@@ -391,8 +391,10 @@ static void run_free(struct exec_run *r)
     free(r);
 }
 
-static void on_event_line(struct exec_run *r, const char *line, size_t len)
+/* One line of the worker's event stream. */
+static void on_event_line(void *data, const char *line, size_t len)
 {
+    struct exec_run *r = data;
     struct events_event ev;
     struct error err = {0};
     if (events_decode(line, len, &ev, &err) < 0) {
@@ -410,11 +412,6 @@ static void on_event_line(struct exec_run *r, const char *line, size_t len)
 }
 
 static void run_done(struct exec_run *r);
-
-static void on_event_data(void *data, const char *line, size_t len)
-{
-    on_event_line(data, line, len);
-}
 
 static void on_worker_exit(void *data, int exit_code)
 {
@@ -591,7 +588,7 @@ static int spawn_worker(struct exec_run *r, struct error *err)
         argv[n++] = sandbox_level_name(s->o->sandbox_level);
     }
     argv[n] = NULL;
-    struct worker_process_options wo = {argv, on_event_data, on_worker_exit, r};
+    struct worker_process_options wo = {argv, on_event_line, on_worker_exit, r};
     return worker_process_start(&s->loop, s->procs, &wo, &r->worker, err);
 }
 

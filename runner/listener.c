@@ -115,9 +115,9 @@ struct job {
     int steps_started;
     json_t *tail;    /* job lines after the first step, for "Complete job" */
     bool op_waiting; /* a failed upload waits for its retry */
-    char *work, *message_path;
+    char *message_path;
     struct worker_process *worker; /* NULL once it is done */
-    bool exited, started_worker, cancelled, finishing;
+    bool started_worker, cancelled, finishing;
 
     struct record *records; /* [0] is the job record */
     size_t record_count;
@@ -211,34 +211,37 @@ static const char *route_pool(struct slot *sl, char *buf, size_t size)
 
 /* --- uploads: one request at a time per job, in order ---------------------------------- */
 
-static void job_op_push(struct job *j, enum op_kind kind, size_t record, char *text, bool front)
+/* Puts op in the queue, first or last. */
+static void job_op_link(struct job *j, struct op *op, bool front)
 {
-    struct op *op = xcalloc(1, sizeof *op);
-    op->kind = kind;
-    op->record = record;
-    op->text = text;
     if (front) {
         op->next = j->ops;
         j->ops = op;
         if (j->ops_tail == &j->ops)
             j->ops_tail = &op->next;
     } else {
+        op->next = NULL;
         *j->ops_tail = op;
         j->ops_tail = &op->next;
     }
+}
+
+/* Queues an upload and starts the next one when none is out. len: a log page's bytes. */
+static void job_op_queue(struct job *j, enum op_kind kind, size_t record, char *text, size_t len,
+                         bool front)
+{
+    struct op *op = xcalloc(1, sizeof *op);
+    op->kind = kind;
+    op->record = record;
+    op->text = text;
+    op->len = len;
+    job_op_link(j, op, front);
     job_op_next(j);
 }
 
-static void job_op_push_page(struct job *j, size_t record, char *bytes, size_t len)
+static void job_op_push(struct job *j, enum op_kind kind, size_t record, char *text, bool front)
 {
-    struct op *op = xcalloc(1, sizeof *op);
-    op->kind = OP_LOG_PAGE;
-    op->record = record;
-    op->text = bytes;
-    op->len = len;
-    *j->ops_tail = op;
-    j->ops_tail = &op->next;
-    job_op_next(j);
+    job_op_queue(j, kind, record, text, 0, front);
 }
 
 static json_t *record_json(struct job *j, struct record *r)
@@ -476,10 +479,7 @@ static void on_op_done(struct http_response *resp, const struct error *err, void
     /* Records, logs and the completion are retried: 5 tries, 5 s apart (§7.10). */
     if (!ok && !final && op->tries < 4 && op->kind != OP_FEED && op->kind != OP_SUMMARY) {
         op->tries++;
-        op->next = j->ops;
-        j->ops = op;
-        if (j->ops_tail == &j->ops)
-            j->ops_tail = &op->next;
+        job_op_link(j, op, true);
         j->op_waiting = true;
         uv_timer_start(&j->retry_timer, on_retry_timer, scaled(5000), 0);
         return;
@@ -520,7 +520,7 @@ static void record_page(struct job *j, size_t index)
     struct record *r = &j->records[index];
     size_t len = r->text.len;
     char *bytes = buf_steal(&r->text);
-    job_op_push_page(j, index, bytes ? bytes : xstrdup(""), len);
+    job_op_queue(j, OP_LOG_PAGE, index, bytes ? bytes : xstrdup(""), len, false);
 }
 
 /* The official log line's time: seven decimals, as .NET's "o" format writes them (§7.6). */
@@ -832,7 +832,6 @@ static void on_worker_exit(void *data, int code)
 {
     struct job *j = data;
     j->worker = NULL;
-    j->exited = true;
     if (!j->reported)
         log_warn("the worker ended (exit code %d) before it reported the job's end", code);
     job_finish(j);
@@ -841,7 +840,6 @@ static void on_worker_exit(void *data, int code)
 static int job_spawn_worker(struct job *j, struct error *err)
 {
     struct slot *sl = j->sl;
-    j->work = xstrdup(sl->work);
     if (path_mkdir_all(sl->work, 0700, err) < 0)
         return err->code;
     j->message_path = xasprintf("%s/.job-%lld.json", sl->work, (long long)j->request_id);
@@ -959,7 +957,6 @@ static void job_abandon(struct job *j, const char *why)
     if (!j->started_worker) {
         j->reported = true;
         j->result = "abandoned";
-        j->exited = true;
         job_finish(j);
     }
 }
@@ -1022,7 +1019,6 @@ static void job_start_worker(struct job *j)
     struct error err = {0};
     if (job_spawn_worker(j, &err) < 0) {
         log_error("cannot start the worker: %s", err.message);
-        j->exited = true;
         job_finish(j);
     }
 }
@@ -1160,7 +1156,6 @@ static void job_free(struct job *j)
     if (j->message_path)
         unlink(j->message_path);
     free(j->message_path);
-    free(j->work);
     free(j);
 }
 

@@ -6,8 +6,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
-#include <time.h>
 
 struct terminal_step {
     int number;
@@ -139,7 +137,8 @@ static void show_log_line(struct terminal *t, int job, int step, const char *lin
     struct terminal_job *j = &t->jobs[job];
     if (j->step.log)
         fprintf(j->step.log, "%s\n", line);
-    cleanup_free char *plain = t->options.color ? NULL : without_colors(line);
+    cleanup_free char *plain =
+        t->options.color || !strchr(line, '\x1b') ? NULL : without_colors(line);
     if (plain)
         line = plain;
     /* The job's own bookkeeping lines, which GitHub shows in "Set up job" and "Complete job":
@@ -326,24 +325,13 @@ void terminal_job_done(struct terminal *t, int job, const char *result, uint64_t
     fflush(t->out);
 }
 
-/* The time as the worker's events carry it: UTC, RFC 3339 with milliseconds. */
-static void now_text(char *out, size_t size)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    struct tm tm;
-    gmtime_r(&tv.tv_sec, &tm);
-    size_t n = strftime(out, size, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out + n, size - n, ".%03dZ", (int)(tv.tv_usec / 1000));
-}
-
 void terminal_workflow_job_done(struct terminal *t, const char *job_id, const char *result,
                                 const json_t *outputs, const char *note)
 {
     if (!t->options.json)
         return;
-    char stamp[40];
-    now_text(stamp, sizeof stamp);
+    char stamp[EVENTS_TIME_SIZE];
+    events_time_now(stamp, sizeof stamp);
     json_t *line = json_pack("{s:s, s:s, s:s, s:s, s:O}", "event", "workflow_job_finished", "time",
                              stamp, "job_id", job_id, "result", result, "outputs", outputs);
     if (note)

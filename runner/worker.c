@@ -475,6 +475,7 @@ void worker_advance(struct worker *w)
 {
     uv_timer_start(&w->advance, on_advance, 0, 0);
 }
+
 static void step_maybe_done(struct running_step *rs);
 
 static void on_output_line(struct running_step *rs, const char *line, size_t len)
@@ -763,7 +764,7 @@ static void step_maybe_done(struct running_step *rs)
     worker_finish_step(rs, outcome);
     w->current = NULL;
     worker_running_step_free(rs);
-    uv_timer_start(&w->advance, on_advance, 0, 0);
+    worker_advance(w);
 }
 
 int worker_create_file_command_files(struct running_step *rs, struct error *err)
@@ -1296,7 +1297,6 @@ static void cancel_job(struct worker *w, bool shutdown)
 {
     bool first = !w->cancel_requested;
     w->cancel_requested = true;
-    w->shutting_down |= shutdown;
     if (first) {
         w->status = JOB_CANCELLED;
         json_object_set_new(json_get(w->contexts, "job"), "status", json_string("cancelled"));
@@ -1377,7 +1377,7 @@ static void on_node_probe_exit(struct sandbox_step *step, const struct sandbox_s
     w->probe_fd = -1;
     if (r->exit_code == 0 && !r->term_signal && n > 1 && text[0] == 'v')
         w->node_version = xstrndup(text, strcspn(text, "\r\n"));
-    uv_timer_start(&w->advance, on_advance, 0, 0);
+    worker_advance(w);
 }
 
 static bool probe_node(struct worker *w)

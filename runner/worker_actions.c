@@ -599,6 +599,20 @@ static void level_fetch_next(struct actions_prepare *p)
     level_load(p);
 }
 
+/* Adds the repository actions inside composite r that no step has resolved yet to *list,
+ * as actions to prepare. */
+static void unprepared_add(struct worker *w, struct resolved_action *r,
+                           struct resolved_action ***list, size_t *count)
+{
+    for (size_t i = 0; i < r->step_count; i++) {
+        const struct job_step *s = &r->steps[i];
+        if (!is_remote(s) || resolved_find(w, s))
+            continue;
+        *list = xrealloc(*list, (*count + 1) * sizeof **list);
+        (*list)[(*count)++] = resolved_new(w, s, r);
+    }
+}
+
 /* Reads each action of the level; the remote actions inside its composites are the next
  * level. */
 static void level_load(struct actions_prepare *p)
@@ -617,13 +631,7 @@ static void level_load(struct actions_prepare *p)
             prepare_finish(p, err.code, &err);
             return;
         }
-        for (size_t k = 0; k < r->step_count; k++) {
-            const struct job_step *s = &r->steps[k];
-            if (!is_remote(s) || resolved_find(w, s))
-                continue;
-            next = xrealloc(next, (count + 1) * sizeof *next);
-            next[count++] = resolved_new(w, s, r);
-        }
+        unprepared_add(w, r, &next, &count);
     }
     if (!count) {
         prepare_finish(p, 0, NULL);
@@ -1208,23 +1216,6 @@ static void on_composite_prepared(struct worker *w, int rc, const struct error *
     worker_advance(w);
 }
 
-/* The repository actions inside the composite that are not prepared yet (those inside a local
- * composite); *count 0 when there are none. */
-static struct resolved_action **unprepared_inside(struct worker *w, struct resolved_action *r,
-                                                  size_t *count)
-{
-    struct resolved_action **list = NULL;
-    *count = 0;
-    for (size_t i = 0; i < r->step_count; i++) {
-        const struct job_step *s = &r->steps[i];
-        if (!is_remote(s) || resolved_find(w, s))
-            continue;
-        list = xrealloc(list, (*count + 1) * sizeof *list);
-        list[(*count)++] = resolved_new(w, s, r);
-    }
-    return list;
-}
-
 /* A uses: step: the checkout copy, a JavaScript action's process, or a composite's frame. */
 int worker_start_action(struct running_step *rs, json_t *with, const struct template_context *tc,
                         enum step_start *started, struct error *err)
@@ -1249,8 +1240,9 @@ int worker_start_action(struct running_step *rs, json_t *with, const struct temp
     else if (rs->stage == EVENTS_STAGE_POST)
         worker_log_line(w, rs, "Post job cleanup.");
     if (a->kind == ACTION_COMPOSITE) {
-        size_t count;
-        struct resolved_action **inside = unprepared_inside(w, r, &count);
+        size_t count = 0;
+        struct resolved_action **inside = NULL;
+        unprepared_add(w, r, &inside, &count); /* those inside a local composite */
         if (count) {
             int depth = resolved_depth(r) + 1;
             if (depth > COMPOSITE_MAX_DEPTH) {

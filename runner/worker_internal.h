@@ -127,7 +127,6 @@ struct worker {
     enum job_status status;
     struct status_source status_source; /* what success(), failure()… read (workflow/status.h) */
     bool cancel_requested;
-    bool shutting_down; /* the runner is stopping: nothing running goes on */
     struct running_step *current;
     uv_signal_t sigint, sigterm;
     uv_async_t cancel_async;
